@@ -1,0 +1,472 @@
+"""Turns a batch of raw Kafka messages into normalised change rows, in bulk, inside DuckDB.
+
+Every message ends in exactly one of two places: ``batch_changes`` (one row per event and
+record, ready for the history) or ``batch_errors`` (a specific reason, for the dead-letter
+table). Validation and extraction are SQL over the whole batch, not a Python loop per message:
+DuckDB parses the JSON once per message and checks every rule column-wise.
+
+The Salesforce rules applied here are those of ``docs/contract.md``: an UPDATE applies only
+``changedFields`` and ``nulledFields`` (compound ``BillingAddress.City`` becomes
+``BillingCity``); nulls elsewhere in the body and enriched fields are not changes; an event with
+several ``recordIds`` changes each of them; GAP_* events become gaps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import duckdb
+import pyarrow as pa
+
+from sf_sync.config import Settings, StreamConfig
+
+CHANGE_TYPES = ("CREATE", "UPDATE", "DELETE", "UNDELETE")
+GAP_TYPES = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
+
+#: Salesforce-side earliest and latest plausible commit times (epoch ms): 2000-01-01, 2200-01-01.
+MIN_EPOCH_MS = 946_684_800_000
+MAX_EPOCH_MS = 7_258_118_400_000
+
+#: Keys of a Confluent connector value that describe the message, not the record.
+CONNECTOR_META_KEYS = ("ChangeEventHeader", "Id", "ReplayId", "_ObjectType", "_EventType")
+
+RAW_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("kafka_timestamp", pa.int64()),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+    ]
+)
+
+_MACROS = r"""
+CREATE OR REPLACE TEMP MACRO sf_flat_name(compound, part) AS CASE
+    WHEN compound = 'Name' THEN part
+    WHEN compound LIKE '%\_\_c' ESCAPE '\' THEN left(compound, -3) || '__' || part || '__s'
+    WHEN compound LIKE '%Address' THEN left(compound, -7) || part
+    ELSE compound || part END;
+CREATE OR REPLACE TEMP MACRO sf_dotted_to_flat(name) AS CASE
+    WHEN strpos(name, '.') > 0
+    THEN sf_flat_name(split_part(name, '.', 1), split_part(name, '.', 2))
+    ELSE name END;
+CREATE OR REPLACE TEMP MACRO sf_json_text(v) AS CASE json_type(v)
+    WHEN 'VARCHAR' THEN v ->> '$' WHEN 'NULL' THEN NULL ELSE CAST(v AS VARCHAR) END;
+CREATE OR REPLACE TEMP MACRO sf_is_string_list(v) AS
+    v IS NULL OR json_type(v) = 'NULL'
+    OR (json_type(v) = 'ARRAY' AND json_structure(v) IN ('["VARCHAR"]', '["NULL"]'));
+CREATE OR REPLACE TEMP MACRO sf_string_list(v) AS
+    CASE WHEN v IS NULL OR json_type(v) = 'NULL' THEN []::VARCHAR[]
+         ELSE CAST(json_transform(v, '["VARCHAR"]') AS VARCHAR[]) END;
+CREATE OR REPLACE TEMP MACRO sf_is_int(v) AS json_type(v) IN ('UBIGINT', 'BIGINT');
+CREATE OR REPLACE TEMP MACRO sf_is_text(v) AS json_type(v) = 'VARCHAR';
+CREATE OR REPLACE TEMP MACRO sf_opt_text(v) AS v IS NULL OR json_type(v) IN ('VARCHAR', 'NULL');
+CREATE OR REPLACE TEMP MACRO sf_field_ok(name) AS
+    regexp_full_match(name, '[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?');
+CREATE OR REPLACE TEMP MACRO sf_id_ok(id) AS
+    regexp_full_match(id, '[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?');
+CREATE OR REPLACE TEMP MACRO sf_epoch_ms_ok(v) AS
+    TRY_CAST(v AS BIGINT) BETWEEN 946684800000 AND 7258118400000;
+CREATE OR REPLACE TEMP MACRO sf_iso_ts(v) AS
+    CASE WHEN regexp_full_match(v, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})')
+         THEN TRY_CAST(v AS TIMESTAMPTZ) END;
+CREATE OR REPLACE TEMP MACRO sf_normalise(v, kind) AS CASE
+    WHEN kind = 'datetime' AND json_type(v) IN ('UBIGINT', 'BIGINT')
+        THEN strftime(make_timestamp(CAST(v AS BIGINT) * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
+    WHEN kind = 'date' AND json_type(v) IN ('UBIGINT', 'BIGINT')
+        THEN strftime(DATE '1970-01-01' + CAST(CAST(v AS BIGINT) AS INTEGER), '%Y-%m-%d')
+    ELSE sf_json_text(v) END;
+"""
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Defines the SQL helpers the decoders share (temp: they live as long as ``con``)."""
+    con.execute(_MACROS)
+
+
+def _first_error(checks: Iterable[tuple[str, str]]) -> str:
+    """SQL ``CASE`` giving the first failed rule's message, NULL when all pass."""
+    whens = "\n".join(f"WHEN NOT coalesce(({cond}), false) THEN {msg}" for cond, msg in checks)
+    return f"CASE {whens} END"
+
+
+def _q(text: str) -> str:
+    """Quotes a Python string as a SQL literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _list_literal(items: Iterable[str]) -> str:
+    return "[" + ", ".join(_q(i) for i in items) + "]::VARCHAR[]"
+
+
+def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
+    """Checks what every format shares: a body, size, UTF-8, JSON, an object.
+
+    Creates ``batch_raw`` (all messages with ``doc`` JSON or ``error``).
+    """
+    con.register("raw_arrow", raw)
+    limit = settings.max_message_bytes
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE batch_raw AS
+        WITH t AS (
+            SELECT *, CASE WHEN value IS NOT NULL AND octet_length(value) BETWEEN 1 AND {limit}
+                           THEN try(decode(value)) END AS text
+            FROM raw_arrow)
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, key, value,
+            CASE WHEN value IS NULL THEN 'null value (tombstone): a change event needs a body'
+                 WHEN octet_length(value) = 0 THEN 'empty value'
+                 WHEN octet_length(value) > {limit}
+                    THEN 'value of ' || octet_length(value) || ' bytes exceeds the limit of {limit}'
+                 WHEN text IS NULL THEN 'value is not valid UTF-8'
+                 WHEN NOT json_valid(text) THEN 'value is not JSON'
+                 WHEN json_type(text) <> 'OBJECT'
+                    THEN 'value is JSON but not an object (' || json_type(text) || ')'
+            END AS error,
+            CASE WHEN error IS NULL THEN CAST(text AS JSON) END AS doc
+        FROM t
+        """
+    )
+    con.unregister("raw_arrow")
+
+
+def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Rules for a CDC ChangeEventHeader (``h``) and its body (``env``)."""
+    all_types = _list_literal(CHANGE_TYPES + GAP_TYPES)
+    objects = _list_literal(known_objects)
+    return [
+        ("h IS NOT NULL", "'missing ChangeEventHeader'"),
+        ("json_type(h) = 'OBJECT'", "'ChangeEventHeader is not an object'"),
+        ("sf_is_text(h -> 'entityName')", "'header.entityName missing or not a string'"),
+        (f"list_contains({objects}, h ->> 'entityName')",
+         "'unknown object ' || (h ->> 'entityName') || ' (not declared for this stream)'"),
+        ("sf_is_text(h -> 'changeType')", "'header.changeType missing or not a string'"),
+        (f"list_contains({all_types}, h ->> 'changeType')",
+         "'unknown change type ' || (h ->> 'changeType')"),
+        ("(h -> 'recordIds') IS NOT NULL AND sf_is_string_list(h -> 'recordIds')",
+         "'header.recordIds missing or not a list of strings'"),
+        ("h ->> 'changeType' = 'GAP_OVERFLOW' OR len(sf_string_list(h -> 'recordIds')) > 0",
+         "'header.recordIds is empty'"),
+        ("list_bool_and(list_transform(sf_string_list(h -> 'recordIds'),"
+         " lambda i: sf_id_ok(i) OR regexp_full_match(i, '[a-zA-Z0-9]{3}\\*')))"
+         " OR len(sf_string_list(h -> 'recordIds')) = 0",
+         "'header.recordIds holds a malformed Salesforce Id'"),
+        ("sf_is_int(h -> 'commitTimestamp')",
+         "'header.commitTimestamp missing or not an integer (epoch ms)'"),
+        ("sf_epoch_ms_ok(h -> 'commitTimestamp')",
+         "'header.commitTimestamp ' || (h ->> 'commitTimestamp') || ' is out of range'"),
+        ("sf_is_text(h -> 'transactionKey') AND length(h ->> 'transactionKey') > 0",
+         "'header.transactionKey missing or not a string'"),
+        ("sf_is_int(h -> 'sequenceNumber')", "'header.sequenceNumber missing or not an integer'"),
+        ("sf_opt_text(h -> 'changeOrigin')", "'header.changeOrigin is not a string'"),
+        ("sf_opt_text(h -> 'commitUser')", "'header.commitUser is not a string'"),
+        ("sf_is_string_list(h -> 'changedFields')", "'header.changedFields is not a list of strings'"),
+        ("sf_is_string_list(h -> 'nulledFields')", "'header.nulledFields is not a list of strings'"),
+        ("sf_is_string_list(h -> 'diffFields')", "'header.diffFields is not a list of strings'"),
+        ("list_bool_and(list_transform(sf_string_list(h -> 'changedFields')"
+         " || sf_string_list(h -> 'nulledFields'), lambda f: sf_field_ok(f))) IS NOT false",
+         "'header.changedFields or nulledFields holds a malformed field name'"),
+        ("h ->> 'changeType' <> 'UPDATE' OR len(sf_string_list(h -> 'changedFields'))"
+         " + len(sf_string_list(h -> 'nulledFields')) > 0",
+         "'UPDATE event lists no changed fields'"),
+        ("json_type(env) = 'OBJECT'", "'event body is not an object'"),
+    ]
+
+
+def _cdc_events_sql(stream: StreamConfig) -> str:
+    """Normalises CometD and Confluent-connector CDC messages of one topic."""
+    if stream.format == "cometd":
+        envelope = """CASE WHEN json_type(doc -> 'payload') = 'OBJECT' THEN doc -> 'payload' END"""
+        replay = "doc ->> '$.event.replayId'"
+    else:  # confluent: with (schemas.enable=true) or without the schema envelope
+        envelope = """CASE WHEN json_type(doc -> 'payload') = 'OBJECT'
+                                AND json_exists(doc, '$.payload.ChangeEventHeader')
+                           THEN doc -> 'payload' ELSE doc END"""
+        replay = "env ->> 'ReplayId'"
+    error = _first_error(_header_checks(stream.objects))
+    return f"""
+        WITH s AS (
+            SELECT * FROM batch_raw WHERE error IS NULL AND topic = {_q(stream.topic)}),
+        e AS (SELECT *, {envelope} AS env FROM s),
+        h AS (SELECT *, env -> 'ChangeEventHeader' AS h, {replay} AS replay_id FROM e)
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, {error} AS error,
+            {_q(stream.source)} AS source,
+            h ->> 'entityName' AS object,
+            h ->> 'changeType' AS change_type,
+            sf_string_list(h -> 'recordIds') AS record_ids,
+            (h ->> 'entityName') || ':' || (h ->> 'transactionKey') || ':'
+                || (h ->> 'sequenceNumber') AS event_key,
+            make_timestamptz(TRY_CAST(h -> 'commitTimestamp' AS BIGINT) * 1000) AS commit_timestamp,
+            h ->> 'transactionKey' AS transaction_key,
+            TRY_CAST(h -> 'sequenceNumber' AS BIGINT) AS sequence_number,
+            h ->> 'changeOrigin' AS change_origin,
+            h ->> 'commitUser' AS commit_user,
+            sf_string_list(h -> 'changedFields') AS changed_raw,
+            sf_string_list(h -> 'nulledFields') AS nulled_raw,
+            sf_string_list(h -> 'diffFields') AS diff_raw,
+            CASE WHEN json_type(env) = 'OBJECT'
+                 THEN map_from_entries(list_filter(
+                        map_entries(json_transform(env, '"MAP(VARCHAR, JSON)"')),
+                        lambda kv: NOT list_contains({_list_literal(CONNECTOR_META_KEYS)}, kv.key)))
+            END AS body,
+            NULL::VARCHAR AS salesforce_id,
+            replay_id
+        FROM h
+    """
+
+
+def _platform_event_sql(stream: StreamConfig) -> str:
+    """Normalises platform events through the stream's field mapping."""
+    m = stream.platform_event
+    assert m is not None
+    obj = f"(p ->> {_q(m.object_field)})" if m.object_field else _q(m.object or "")
+    changed = (
+        f"list_filter(string_split(coalesce(p ->> {_q(m.changed_fields_field)}, ''),"
+        f" {_q(m.changed_fields_separator)}), lambda f: f <> '')"
+        if m.changed_fields_field
+        else "[]::VARCHAR[]"
+    )
+    data = f"(p ->> {_q(m.data_field)})"
+    checks = [
+        ("json_type(p) = 'OBJECT'", "'platform event has no payload object'"),
+        ("sf_is_text(doc -> '$.event.EventUuid')", "'platform event lacks event.EventUuid'"),
+        (f"({obj}) IS NOT NULL", f"'platform event lacks the object field'"),
+        (f"list_contains({_list_literal(stream.objects)}, {obj})",
+         f"'unknown object ' || {obj} || ' (not declared for this stream)'"),
+        (f"sf_is_text(p -> {_q(m.record_id_field)}) AND sf_id_ok(p ->> {_q(m.record_id_field)})",
+         f"'platform event field {m.record_id_field} is not a Salesforce Id'"),
+        (f"list_contains({_list_literal(CHANGE_TYPES)}, p ->> {_q(m.change_type_field)})",
+         f"'unknown change type ' || coalesce(p ->> {_q(m.change_type_field)}, 'NULL')"),
+        ("sf_iso_ts(p ->> 'CreatedDate') IS NOT NULL",
+         "'platform event CreatedDate missing or not an ISO-8601 timestamp'"),
+        (f"({data}) IS NULL OR (json_valid({data}) AND json_type({data}) = 'OBJECT')",
+         f"'platform event field {m.data_field} is not a JSON object'"),
+        (f"list_bool_and(list_transform({changed}, lambda f: sf_field_ok(f))) IS NOT false",
+         f"'platform event field {m.changed_fields_field} holds a malformed field name'"),
+        (f"p ->> {_q(m.change_type_field)} <> 'UPDATE' OR len({changed}) > 0",
+         "'UPDATE event lists no changed fields'"),
+    ]
+    return f"""
+        WITH s AS (
+            SELECT *, doc -> 'payload' AS p FROM batch_raw
+            WHERE error IS NULL AND topic = {_q(stream.topic)})
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp,
+            {_first_error(checks)} AS error,
+            {_q(stream.source)} AS source,
+            {obj} AS object,
+            p ->> {_q(m.change_type_field)} AS change_type,
+            [p ->> {_q(m.record_id_field)}] AS record_ids,
+            doc ->> '$.event.EventUuid' AS event_key,
+            sf_iso_ts(p ->> 'CreatedDate') AS commit_timestamp,
+            doc ->> '$.event.EventUuid' AS transaction_key,
+            TRY_CAST(doc -> '$.event.replayId' AS BIGINT) AS sequence_number,
+            NULL::VARCHAR AS change_origin,
+            p ->> 'CreatedById' AS commit_user,
+            {changed} AS changed_raw,
+            []::VARCHAR[] AS nulled_raw,
+            []::VARCHAR[] AS diff_raw,
+            CASE WHEN json_valid({data}) AND json_type({data}) = 'OBJECT'
+                 THEN json_transform({data}, '"MAP(VARCHAR, JSON)"')
+                 ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            NULL::VARCHAR AS salesforce_id,
+            doc ->> '$.event.replayId' AS replay_id
+        FROM s
+    """
+
+
+def _external_sql(stream: StreamConfig) -> str:
+    """Normalises the other system's change events (shape in ``docs/contract.md``)."""
+    ts = """CASE WHEN sf_is_int(doc -> 'timestamp') AND sf_epoch_ms_ok(doc -> 'timestamp')
+                  THEN make_timestamptz(CAST(doc -> 'timestamp' AS BIGINT) * 1000)
+                  WHEN sf_is_text(doc -> 'timestamp') THEN sf_iso_ts(doc ->> 'timestamp') END"""
+    checks = [
+        ("sf_is_text(doc -> 'event_id') AND length(doc ->> 'event_id') > 0",
+         "'event_id missing or not a string'"),
+        ("sf_is_text(doc -> 'record_key') AND length(doc ->> 'record_key') > 0",
+         "'record_key missing or not a string'"),
+        ("sf_is_text(doc -> 'object')", "'object missing or not a string'"),
+        (f"list_contains({_list_literal(stream.objects)}, doc ->> 'object')",
+         "'unknown object ' || (doc ->> 'object') || ' (not declared for this stream)'"),
+        (f"list_contains({_list_literal(CHANGE_TYPES)}, doc ->> 'operation')",
+         "'unknown operation ' || coalesce(doc ->> 'operation', 'NULL')"),
+        ("sf_opt_text(doc -> 'salesforce_id') AND (json_type(doc -> 'salesforce_id')"
+         " IS DISTINCT FROM 'VARCHAR' OR sf_id_ok(doc ->> 'salesforce_id'))",
+         "'salesforce_id is not a Salesforce Id'"),
+        (f"{ts} IS NOT NULL", "'timestamp missing, malformed or out of range'"),
+        ("(doc -> 'sequence') IS NULL OR sf_is_int(doc -> 'sequence')",
+         "'sequence is not an integer'"),
+        ("(doc -> 'changed_fields') IS NULL OR json_type(doc -> 'changed_fields') = 'OBJECT'",
+         "'changed_fields is not an object'"),
+        ("list_bool_and(list_transform(json_keys(coalesce(doc -> 'changed_fields', '{}')),"
+         " lambda f: regexp_full_match(f, '[A-Za-z][A-Za-z0-9_]*'))) IS NOT false",
+         "'changed_fields holds a malformed field name'"),
+        ("sf_opt_text(doc -> 'origin') AND sf_opt_text(doc -> 'user')",
+         "'origin or user is not a string'"),
+    ]
+    return f"""
+        WITH s AS (
+            SELECT * FROM batch_raw WHERE error IS NULL AND topic = {_q(stream.topic)})
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp,
+            {_first_error(checks)} AS error,
+            {_q(stream.source)} AS source,
+            doc ->> 'object' AS object,
+            doc ->> 'operation' AS change_type,
+            [doc ->> 'record_key'] AS record_ids,
+            doc ->> 'event_id' AS event_key,
+            {ts} AS commit_timestamp,
+            doc ->> 'event_id' AS transaction_key,
+            coalesce(TRY_CAST(doc -> 'sequence' AS BIGINT), 0) AS sequence_number,
+            doc ->> 'origin' AS change_origin,
+            doc ->> 'user' AS commit_user,
+            CASE WHEN doc ->> 'operation' = 'UPDATE'
+                 THEN json_keys(coalesce(doc -> 'changed_fields', '{{}}')) ELSE []::VARCHAR[]
+            END AS changed_raw,
+            []::VARCHAR[] AS nulled_raw,
+            []::VARCHAR[] AS diff_raw,
+            CASE WHEN json_type(doc -> 'changed_fields') = 'OBJECT'
+                 THEN json_transform(doc -> 'changed_fields', '"MAP(VARCHAR, JSON)"')
+                 ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            doc ->> 'salesforce_id' AS salesforce_id,
+            NULL::VARCHAR AS replay_id
+        FROM s
+    """
+
+
+_FORMAT_SQL = {
+    "cometd": _cdc_events_sql,
+    "confluent": _cdc_events_sql,
+    "platform_event": _platform_event_sql,
+    "external": _external_sql,
+}
+
+
+def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
+    """Decodes ``raw`` (``RAW_SCHEMA``) into temp tables ``batch_changes`` and ``batch_errors``.
+
+    ``batch_events`` keeps one normalised row per good message (for gaps and the lake's
+    event date); ``batch_changes`` one row per (event, record) with the applied field values.
+    """
+    install_macros(con)
+    stage_raw(con, raw, settings)
+    topics = {row[0] for row in con.execute("SELECT DISTINCT topic FROM batch_raw").fetchall()}
+    streams = [s for s in settings.streams if s.topic in topics]
+    unknown = topics - {s.topic for s in streams}
+    parts = [_FORMAT_SQL[s.format](s) for s in streams]
+    if parts:
+        con.execute("CREATE OR REPLACE TEMP TABLE batch_decoded AS " + " UNION ALL ".join(f"({p})" for p in parts))
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE batch_decoded AS " + _cdc_events_sql(
+            StreamConfig("none", "", "cometd")) + " LIMIT 0")
+    undeclared = _list_literal(sorted(unknown))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE batch_errors AS
+        SELECT topic, kafka_partition, kafka_offset, error, value AS raw_value,
+               kafka_timestamp
+        FROM batch_raw WHERE error IS NOT NULL
+        UNION ALL
+        SELECT topic, kafka_partition, kafka_offset,
+               'topic is not declared in the configuration', value, kafka_timestamp
+        FROM batch_raw WHERE error IS NULL AND list_contains({undeclared}, topic)
+        UNION ALL
+        SELECT d.topic, d.kafka_partition, d.kafka_offset, d.error, r.value, d.kafka_timestamp
+        FROM batch_decoded d JOIN batch_raw r USING (topic, kafka_partition, kafka_offset)
+        WHERE d.error IS NOT NULL
+        """
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE batch_decoded AS"
+        " SELECT row_number() OVER () AS ev, * FROM batch_decoded WHERE error IS NULL"
+    )
+    _explode_changes(con, settings)
+
+
+def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Builds ``batch_changes``: one row per (event, record) with the flat values it applies."""
+    types = [
+        (obj, fld, kind)
+        for obj, fields in settings.field_types.items()
+        for fld, kind in fields.items()
+    ]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE field_types (object VARCHAR, field VARCHAR, kind VARCHAR)"
+    )
+    if types:
+        con.executemany("INSERT INTO field_types VALUES (?, ?, ?)", types)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_fields AS
+        WITH entries AS (
+            SELECT ev, object, unnest(map_entries(body)) AS kv
+            FROM batch_decoded WHERE change_type IN ('CREATE', 'UPDATE', 'UNDELETE')),
+        flat AS (
+            SELECT ev, object, kv.key AS field, kv.value AS v
+            FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
+            UNION ALL
+            SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v
+            FROM (SELECT ev, object, kv.key AS compound,
+                         unnest(map_entries(json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
+                  FROM entries WHERE json_type(kv.value) = 'OBJECT')),
+        typed AS (
+            SELECT ev, field, sf_normalise(f.v, t.kind) AS value
+            FROM flat f LEFT JOIN field_types t USING (object, field)
+            QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1),
+        listed AS (
+            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(changed_raw || nulled_raw)) AS field
+            FROM batch_decoded WHERE change_type = 'UPDATE'),
+        diffed AS (
+            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(diff_raw)) AS field
+            FROM batch_decoded WHERE change_type = 'UPDATE'),
+        nulled AS (
+            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(nulled_raw)) AS field
+            FROM batch_decoded WHERE change_type = 'UPDATE')
+        -- CREATE and UNDELETE carry every field: those with a value are set.
+        SELECT t.ev, t.field, t.value FROM typed t
+        JOIN batch_decoded d USING (ev)
+        WHERE d.change_type IN ('CREATE', 'UNDELETE') AND t.value IS NOT NULL
+        UNION ALL
+        -- UPDATE applies only the listed fields; nulledFields win over any body value;
+        -- diffFields carry a diff, not a value, and are repaired through the gaps table.
+        SELECT l.ev, l.field, CASE WHEN n.field IS NULL THEN t.value END
+        FROM listed l
+        LEFT JOIN typed t USING (ev, field)
+        LEFT JOIN nulled n USING (ev, field)
+        ANTI JOIN diffed x USING (ev, field)
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_changes AS
+        WITH vals AS (
+            SELECT ev, map_from_entries(list({'key': field, 'value': value} ORDER BY field))
+                       AS field_values,
+                   list(field ORDER BY field) AS changed_fields
+            FROM batch_fields GROUP BY ev)
+        SELECT d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
+               d.change_type, d.commit_timestamp, d.transaction_key, d.sequence_number,
+               d.change_origin, d.commit_user,
+               coalesce(v.changed_fields, []::VARCHAR[]) AS changed_fields,
+               d.topic, d.kafka_partition, d.kafka_offset,
+               coalesce(v.field_values, MAP {}::MAP(VARCHAR, VARCHAR)) AS field_values,
+               d.salesforce_id, d.replay_id
+        FROM batch_decoded d LEFT JOIN vals v USING (ev)
+        WHERE d.change_type NOT IN ('GAP_OVERFLOW')
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_gaps AS
+        SELECT event_key, source, object, unnest(CASE WHEN len(record_ids) = 0
+                                                      THEN [NULL::VARCHAR] ELSE record_ids END)
+                   AS record_id,
+               change_type AS gap_type, commit_timestamp, transaction_key, topic,
+               kafka_partition, kafka_offset, []::VARCHAR[] AS fields
+        FROM batch_decoded WHERE change_type LIKE 'GAP\_%' ESCAPE '\\'
+        UNION ALL
+        SELECT event_key, source, object, unnest(record_ids), 'DIFF_FIELDS', commit_timestamp,
+               transaction_key, topic, kafka_partition, kafka_offset,
+               list_transform(diff_raw, lambda f: sf_dotted_to_flat(f))
+        FROM batch_decoded WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
+        """
+    )

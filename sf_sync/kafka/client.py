@@ -1,0 +1,238 @@
+"""Kafka access for sf-sync: end offsets for the sensor, exact ranges for the runs.
+
+The sensor side only ever asks the broker for offsets (``AdminClient.list_offsets``), never
+for messages: it stays fast and cannot stall the daemon on a blocking ``poll``. The run side
+reads a fixed ``[start, end)`` per partition with ``assign`` (no group rebalance), and commits
+the consumer group's offsets only after the data is durable, so ``kafka-consumer-groups``
+shows the true lag.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from sf_sync.decode import RAW_SCHEMA
+from sf_sync.ranges import OffsetRange
+
+TP = tuple[str, int]
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer in time; nothing was read or written."""
+
+
+class RangeUnavailable(RuntimeError):
+    """Part of a range can no longer be read (deleted by retention, or beyond the end)."""
+
+
+def admin_client(bootstrap: str, timeout_s: float = 5.0) -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.timeout.ms": int(timeout_s * 1000),
+            "socket.connection.setup.timeout.ms": int(timeout_s * 1000),
+            "reconnect.backoff.max.ms": 1000,
+        }
+    )
+
+
+def topic_partitions(admin: AdminClient, topics: Sequence[str], timeout_s: float = 5.0) -> list[TP]:
+    """Partitions of the given topics that exist (missing topics are skipped, not created)."""
+    try:
+        meta = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot reach Kafka: {exc.args[0]}") from None
+    out: list[TP] = []
+    for topic in topics:
+        tmeta = meta.topics.get(topic)
+        if tmeta is None or tmeta.error is not None:
+            continue
+        out.extend((topic, p) for p in sorted(tmeta.partitions))
+    return out
+
+
+def list_offsets(
+    admin: AdminClient, tps: Iterable[TP], spec: OffsetSpec, timeout_s: float = 5.0
+) -> dict[TP, int]:
+    """One ``ListOffsets`` request for many partitions: earliest, latest or for a timestamp."""
+    request = {TopicPartition(t, p): spec for t, p in tps}
+    if not request:
+        return {}
+    try:
+        futures = admin.list_offsets(request, request_timeout=timeout_s)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot list offsets: {exc.args[0]}") from None
+
+
+def end_offsets(admin: AdminClient, tps: Iterable[TP], timeout_s: float = 5.0) -> dict[TP, int]:
+    return list_offsets(admin, tps, OffsetSpec.latest(), timeout_s)
+
+
+def start_offsets(admin: AdminClient, tps: Iterable[TP], timeout_s: float = 5.0) -> dict[TP, int]:
+    return list_offsets(admin, tps, OffsetSpec.earliest(), timeout_s)
+
+
+def offsets_at(
+    admin: AdminClient,
+    tps: Iterable[TP],
+    ts_ms: int,
+    ends: Mapping[TP, int],
+    timeout_s: float = 5.0,
+) -> dict[TP, int]:
+    """First offset whose timestamp is at or after ``ts_ms`` (the end offset when none is)."""
+    found = list_offsets(admin, tps, OffsetSpec.for_timestamp(ts_ms), timeout_s)
+    return {tp: (off if off >= 0 else ends[tp]) for tp, off in found.items()}
+
+
+def consumer(bootstrap: str, group_id: str) -> Consumer:
+    """A consumer tuned for reading large fixed ranges quickly; it never commits on its own."""
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "error",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+            "queued.max.messages.kbytes": 256 * 1024,
+            "fetch.wait.max.ms": 50,
+            "socket.timeout.ms": 10000,
+            "reconnect.backoff.max.ms": 1000,
+        }
+    )
+
+
+@dataclass
+class _Columns:
+    topic: list
+    partition: list
+    offset: list
+    timestamp: list
+    key: list
+    value: list
+
+
+def read_ranges(
+    bootstrap: str,
+    group_id: str,
+    ranges: Sequence[OffsetRange],
+    *,
+    stall_timeout_s: float = 30.0,
+    batch: int = 10_000,
+) -> pa.Table:
+    """Reads exactly the given ranges into an Arrow table (``RAW_SCHEMA``).
+
+    Raises :class:`BrokerUnavailable` when no message arrives for ``stall_timeout_s`` (the
+    broker went away mid-read: the caller writes nothing and the run can be retried), and
+    :class:`RangeUnavailable` when an offset is out of range.
+    """
+    pending = {(r.topic, r.partition): r for r in ranges if r.size > 0}
+    cols = _Columns([], [], [], [], [], [])
+    if not pending:
+        return RAW_SCHEMA.empty_table()
+    c = consumer(bootstrap, group_id)
+    try:
+        c.assign([TopicPartition(t, p, r.start) for (t, p), r in pending.items()])
+        last_progress = time.monotonic()
+        while pending:
+            msgs = c.consume(num_messages=batch, timeout=0.5)
+            if not msgs:
+                if time.monotonic() - last_progress > stall_timeout_s:
+                    raise BrokerUnavailable(
+                        f"no data for {stall_timeout_s:.0f}s while reading {sorted(pending)}"
+                    )
+                continue
+            last_progress = time.monotonic()
+            done: list[TP] = []
+            for m in msgs:
+                err = m.error()
+                tp = (m.topic(), m.partition())
+                r = pending.get(tp)
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if r is not None and m.offset() >= r.end - 1:
+                            done.append(tp)
+                        elif r is not None and m.offset() < r.end:
+                            raise RangeUnavailable(
+                                f"{tp} ends at {m.offset()}, before the range end {r.end}"
+                            )
+                        continue
+                    if err.code() == KafkaError._AUTO_OFFSET_RESET or "out of range" in str(err):
+                        raise RangeUnavailable(f"{tp}: {err.str()}")
+                    if err.fatal() or not err.retriable():
+                        raise KafkaException(err)
+                    continue
+                if r is None:
+                    continue
+                off = m.offset()
+                if off >= r.end:
+                    done.append(tp)
+                    continue
+                cols.topic.append(tp[0])
+                cols.partition.append(tp[1])
+                cols.offset.append(off)
+                cols.timestamp.append(m.timestamp()[1])
+                cols.key.append(m.key())
+                cols.value.append(m.value())
+                if off == r.end - 1:
+                    done.append(tp)
+            for tp in done:
+                if tp in pending:
+                    del pending[tp]
+                    c.pause([TopicPartition(*tp)])
+    finally:
+        c.close()
+    return pa.Table.from_arrays(
+        [
+            pa.array(cols.topic, pa.string()),
+            pa.array(cols.partition, pa.int32()),
+            pa.array(cols.offset, pa.int64()),
+            pa.array(cols.timestamp, pa.int64()),
+            pa.array(cols.key, pa.binary()),
+            pa.array(cols.value, pa.binary()),
+        ],
+        schema=RAW_SCHEMA,
+    )
+
+
+def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dict[TP, int]:
+    """Moves the group's committed offsets forward to ``ends`` (never backwards).
+
+    Returns what was committed. Backfills of old ranges therefore leave the group's position
+    alone, and standard Kafka tools keep showing the live lag.
+    """
+    if not ends:
+        return {}
+    c = consumer(bootstrap, group_id)
+    try:
+        tps = [TopicPartition(t, p) for t, p in ends]
+        current = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}
+        forward = [
+            TopicPartition(t, p, off)
+            for (t, p), off in ends.items()
+            if current.get((t, p), -1) < off
+        ]
+        if forward:
+            c.commit(offsets=forward, asynchronous=False)
+        return {(tp.topic, tp.partition): tp.offset for tp in forward}
+    finally:
+        c.close()
+
+
+def committed_offsets(admin_bootstrap: str, group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
+    """The group's committed offsets (partitions without one are left out)."""
+    c = consumer(admin_bootstrap, group_id)
+    try:
+        got = c.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+    finally:
+        c.close()

@@ -1,0 +1,111 @@
+"""Offset ranges: the unit of work a sensor hands out and a run reads, exactly.
+
+Pure functions, no Kafka and no Dagster, so the planning rules are easy to test.
+A range is half-open, ``[start, end)``, for one topic partition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.end < self.start:
+            raise ValueError(f"bad range {self}")
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    def encode(self) -> str:
+        """``topic:partition:start:end``, the form used in run config and tags."""
+        return f"{self.topic}:{self.partition}:{self.start}:{self.end}"
+
+    @classmethod
+    def decode(cls, text: str) -> OffsetRange:
+        topic, partition, start, end = text.rsplit(":", 3)
+        return cls(topic, int(partition), int(start), int(end))
+
+
+Cursor = dict[str, dict[int, int]]  # topic -> partition -> next start offset
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return json.dumps(
+        {t: {str(p): o for p, o in sorted(ps.items())} for t, ps in sorted(cursor.items())},
+        separators=(",", ":"),
+    )
+
+
+def decode_cursor(text: str | None) -> Cursor:
+    if not text:
+        return {}
+    return {t: {int(p): int(o) for p, o in ps.items()} for t, ps in json.loads(text).items()}
+
+
+def split_capped(r: OffsetRange, cap: int) -> list[OffsetRange]:
+    """Cuts a range into pieces of at most ``cap`` messages."""
+    if cap <= 0:
+        raise ValueError("cap must be positive")
+    return [
+        OffsetRange(r.topic, r.partition, s, min(s + cap, r.end))
+        for s in range(r.start, r.end, cap)
+    ]
+
+
+def split_at(r: OffsetRange, boundaries: Iterable[int]) -> list[OffsetRange]:
+    """Cuts a range at the given offsets (those strictly inside it)."""
+    cuts = sorted({b for b in boundaries if r.start < b < r.end})
+    edges = [r.start, *cuts, r.end]
+    return [OffsetRange(r.topic, r.partition, a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def subtract(r: OffsetRange, covered: Iterable[tuple[int, int]]) -> list[OffsetRange]:
+    """The parts of ``r`` not inside any of the ``covered`` half-open intervals."""
+    pieces = [(r.start, r.end)]
+    for cs, ce in sorted(covered):
+        nxt = []
+        for s, e in pieces:
+            if ce <= s or cs >= e:
+                nxt.append((s, e))
+                continue
+            if s < cs:
+                nxt.append((s, cs))
+            if ce < e:
+                nxt.append((ce, e))
+        pieces = nxt
+    return [OffsetRange(r.topic, r.partition, s, e) for s, e in pieces if e > s]
+
+
+def pending_ranges(
+    cursor: Mapping[str, Mapping[int, int]],
+    starts: Mapping[tuple[str, int], int],
+    ends: Mapping[tuple[str, int], int],
+) -> list[OffsetRange]:
+    """What lies between the cursor (or ``starts`` for partitions it lacks) and the end offsets."""
+    out = []
+    for (topic, partition), end in sorted(ends.items()):
+        start = cursor.get(topic, {}).get(partition)
+        if start is None:
+            start = starts.get((topic, partition), 0)
+        if end > start:
+            out.append(OffsetRange(topic, partition, start, end))
+    return out
+
+
+def advance(cursor: Cursor, ranges: Iterable[OffsetRange]) -> Cursor:
+    """The cursor after handing out ``ranges`` (next start = the furthest end)."""
+    new = {t: dict(ps) for t, ps in cursor.items()}
+    for r in ranges:
+        parts = new.setdefault(r.topic, {})
+        parts[r.partition] = max(parts.get(r.partition, 0), r.end)
+    return new
