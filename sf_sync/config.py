@@ -127,8 +127,9 @@ def _stream(raw: dict[str, Any], known_objects: tuple[str, ...]) -> StreamConfig
     return StreamConfig(name, topic, fmt, source, objects, mapping)
 
 
-def parse_settings(text: str, *, environ: dict[str, str] | None = None,
-                   config_path: Path | None = None) -> Settings:
+def parse_settings(
+    text: str, *, environ: dict[str, str] | None = None, config_path: Path | None = None
+) -> Settings:
     """Builds settings from YAML text, applying environment overrides."""
     env = os.environ if environ is None else environ
     raw = yaml.safe_load(text) or {}

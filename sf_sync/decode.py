@@ -69,7 +69,8 @@ CREATE OR REPLACE TEMP MACRO sf_id_ok(id) AS
 CREATE OR REPLACE TEMP MACRO sf_epoch_ms_ok(v) AS
     TRY_CAST(v AS BIGINT) BETWEEN 946684800000 AND 7258118400000;
 CREATE OR REPLACE TEMP MACRO sf_iso_ts(v) AS
-    CASE WHEN regexp_full_match(v, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})')
+    CASE WHEN regexp_full_match(
+            v, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})')
          THEN TRY_CAST(v AS TIMESTAMPTZ) END;
 CREATE OR REPLACE TEMP MACRO sf_normalise(v, kind) AS CASE
     WHEN kind = 'datetime' AND json_type(v) IN ('UBIGINT', 'BIGINT')
@@ -139,37 +140,63 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
         ("h IS NOT NULL", "'missing ChangeEventHeader'"),
         ("json_type(h) = 'OBJECT'", "'ChangeEventHeader is not an object'"),
         ("sf_is_text(h -> 'entityName')", "'header.entityName missing or not a string'"),
-        (f"list_contains({objects}, h ->> 'entityName')",
-         "'unknown object ' || (h ->> 'entityName') || ' (not declared for this stream)'"),
+        (
+            f"list_contains({objects}, h ->> 'entityName')",
+            "'unknown object ' || (h ->> 'entityName') || ' (not declared for this stream)'",
+        ),
         ("sf_is_text(h -> 'changeType')", "'header.changeType missing or not a string'"),
-        (f"list_contains({all_types}, h ->> 'changeType')",
-         "'unknown change type ' || (h ->> 'changeType')"),
-        ("(h -> 'recordIds') IS NOT NULL AND sf_is_string_list(h -> 'recordIds')",
-         "'header.recordIds missing or not a list of strings'"),
-        ("h ->> 'changeType' = 'GAP_OVERFLOW' OR len(sf_string_list(h -> 'recordIds')) > 0",
-         "'header.recordIds is empty'"),
-        ("list_bool_and(list_transform(sf_string_list(h -> 'recordIds'),"
-         " lambda i: sf_id_ok(i) OR regexp_full_match(i, '[a-zA-Z0-9]{3}\\*')))"
-         " OR len(sf_string_list(h -> 'recordIds')) = 0",
-         "'header.recordIds holds a malformed Salesforce Id'"),
-        ("sf_is_int(h -> 'commitTimestamp')",
-         "'header.commitTimestamp missing or not an integer (epoch ms)'"),
-        ("sf_epoch_ms_ok(h -> 'commitTimestamp')",
-         "'header.commitTimestamp ' || (h ->> 'commitTimestamp') || ' is out of range'"),
-        ("sf_is_text(h -> 'transactionKey') AND length(h ->> 'transactionKey') > 0",
-         "'header.transactionKey missing or not a string'"),
+        (
+            f"list_contains({all_types}, h ->> 'changeType')",
+            "'unknown change type ' || (h ->> 'changeType')",
+        ),
+        (
+            "(h -> 'recordIds') IS NOT NULL AND sf_is_string_list(h -> 'recordIds')",
+            "'header.recordIds missing or not a list of strings'",
+        ),
+        (
+            "h ->> 'changeType' = 'GAP_OVERFLOW' OR len(sf_string_list(h -> 'recordIds')) > 0",
+            "'header.recordIds is empty'",
+        ),
+        (
+            "list_bool_and(list_transform(sf_string_list(h -> 'recordIds'),"
+            " lambda i: sf_id_ok(i) OR regexp_full_match(i, '[a-zA-Z0-9]{3}\\*')))"
+            " OR len(sf_string_list(h -> 'recordIds')) = 0",
+            "'header.recordIds holds a malformed Salesforce Id'",
+        ),
+        (
+            "sf_is_int(h -> 'commitTimestamp')",
+            "'header.commitTimestamp missing or not an integer (epoch ms)'",
+        ),
+        (
+            "sf_epoch_ms_ok(h -> 'commitTimestamp')",
+            "'header.commitTimestamp ' || (h ->> 'commitTimestamp') || ' is out of range'",
+        ),
+        (
+            "sf_is_text(h -> 'transactionKey') AND length(h ->> 'transactionKey') > 0",
+            "'header.transactionKey missing or not a string'",
+        ),
         ("sf_is_int(h -> 'sequenceNumber')", "'header.sequenceNumber missing or not an integer'"),
         ("sf_opt_text(h -> 'changeOrigin')", "'header.changeOrigin is not a string'"),
         ("sf_opt_text(h -> 'commitUser')", "'header.commitUser is not a string'"),
-        ("sf_is_string_list(h -> 'changedFields')", "'header.changedFields is not a list of strings'"),
-        ("sf_is_string_list(h -> 'nulledFields')", "'header.nulledFields is not a list of strings'"),
+        (
+            "sf_is_string_list(h -> 'changedFields')",
+            "'header.changedFields is not a list of strings'",
+        ),
+        (
+            "sf_is_string_list(h -> 'nulledFields')",
+            "'header.nulledFields is not a list of strings'",
+        ),
         ("sf_is_string_list(h -> 'diffFields')", "'header.diffFields is not a list of strings'"),
-        ("list_bool_and(list_transform(sf_string_list(h -> 'changedFields')"
-         " || sf_string_list(h -> 'nulledFields'), lambda f: sf_field_ok(f))) IS NOT false",
-         "'header.changedFields or nulledFields holds a malformed field name'"),
-        ("h ->> 'changeType' <> 'UPDATE' OR len(sf_string_list(h -> 'changedFields'))"
-         " + len(sf_string_list(h -> 'nulledFields')) > 0",
-         "'UPDATE event lists no changed fields'"),
+        (
+            "list_bool_and(list_transform(sf_string_list(h -> 'changedFields')"
+            " || sf_string_list(h -> 'nulledFields'), lambda f: sf_field_ok(f))) IS NOT false",
+            "'header.changedFields or nulledFields holds a malformed field name'",
+        ),
+        (
+            "h ->> 'changeType' <> 'UPDATE' OR len(sf_string_list(h -> 'changedFields'))"
+            " + len(sf_string_list(h -> 'nulledFields')) > 0",
+            "'UPDATE event lists no changed fields'",
+        ),
         ("json_type(env) = 'OBJECT'", "'event body is not an object'"),
     ]
 
@@ -231,21 +258,35 @@ def _platform_event_sql(stream: StreamConfig) -> str:
     checks = [
         ("json_type(p) = 'OBJECT'", "'platform event has no payload object'"),
         ("sf_is_text(doc -> '$.event.EventUuid')", "'platform event lacks event.EventUuid'"),
-        (f"({obj}) IS NOT NULL", f"'platform event lacks the object field'"),
-        (f"list_contains({_list_literal(stream.objects)}, {obj})",
-         f"'unknown object ' || {obj} || ' (not declared for this stream)'"),
-        (f"sf_is_text(p -> {_q(m.record_id_field)}) AND sf_id_ok(p ->> {_q(m.record_id_field)})",
-         f"'platform event field {m.record_id_field} is not a Salesforce Id'"),
-        (f"list_contains({_list_literal(CHANGE_TYPES)}, p ->> {_q(m.change_type_field)})",
-         f"'unknown change type ' || coalesce(p ->> {_q(m.change_type_field)}, 'NULL')"),
-        ("sf_iso_ts(p ->> 'CreatedDate') IS NOT NULL",
-         "'platform event CreatedDate missing or not an ISO-8601 timestamp'"),
-        (f"({data}) IS NULL OR (json_valid({data}) AND json_type({data}) = 'OBJECT')",
-         f"'platform event field {m.data_field} is not a JSON object'"),
-        (f"list_bool_and(list_transform({changed}, lambda f: sf_field_ok(f))) IS NOT false",
-         f"'platform event field {m.changed_fields_field} holds a malformed field name'"),
-        (f"p ->> {_q(m.change_type_field)} <> 'UPDATE' OR len({changed}) > 0",
-         "'UPDATE event lists no changed fields'"),
+        (f"({obj}) IS NOT NULL", "'platform event lacks the object field'"),
+        (
+            f"list_contains({_list_literal(stream.objects)}, {obj})",
+            f"'unknown object ' || {obj} || ' (not declared for this stream)'",
+        ),
+        (
+            f"sf_is_text(p -> {_q(m.record_id_field)}) AND sf_id_ok(p ->> {_q(m.record_id_field)})",
+            f"'platform event field {m.record_id_field} is not a Salesforce Id'",
+        ),
+        (
+            f"list_contains({_list_literal(CHANGE_TYPES)}, p ->> {_q(m.change_type_field)})",
+            f"'unknown change type ' || coalesce(p ->> {_q(m.change_type_field)}, 'NULL')",
+        ),
+        (
+            "sf_iso_ts(p ->> 'CreatedDate') IS NOT NULL",
+            "'platform event CreatedDate missing or not an ISO-8601 timestamp'",
+        ),
+        (
+            f"({data}) IS NULL OR (json_valid({data}) AND json_type({data}) = 'OBJECT')",
+            f"'platform event field {m.data_field} is not a JSON object'",
+        ),
+        (
+            f"list_bool_and(list_transform({changed}, lambda f: sf_field_ok(f))) IS NOT false",
+            f"'platform event field {m.changed_fields_field} holds a malformed field name'",
+        ),
+        (
+            f"p ->> {_q(m.change_type_field)} <> 'UPDATE' OR len({changed}) > 0",
+            "'UPDATE event lists no changed fields'",
+        ),
     ]
     return f"""
         WITH s AS (
@@ -281,28 +322,46 @@ def _external_sql(stream: StreamConfig) -> str:
                   THEN make_timestamptz(CAST(doc -> 'timestamp' AS BIGINT) * 1000)
                   WHEN sf_is_text(doc -> 'timestamp') THEN sf_iso_ts(doc ->> 'timestamp') END"""
     checks = [
-        ("sf_is_text(doc -> 'event_id') AND length(doc ->> 'event_id') > 0",
-         "'event_id missing or not a string'"),
-        ("sf_is_text(doc -> 'record_key') AND length(doc ->> 'record_key') > 0",
-         "'record_key missing or not a string'"),
+        (
+            "sf_is_text(doc -> 'event_id') AND length(doc ->> 'event_id') > 0",
+            "'event_id missing or not a string'",
+        ),
+        (
+            "sf_is_text(doc -> 'record_key') AND length(doc ->> 'record_key') > 0",
+            "'record_key missing or not a string'",
+        ),
         ("sf_is_text(doc -> 'object')", "'object missing or not a string'"),
-        (f"list_contains({_list_literal(stream.objects)}, doc ->> 'object')",
-         "'unknown object ' || (doc ->> 'object') || ' (not declared for this stream)'"),
-        (f"list_contains({_list_literal(CHANGE_TYPES)}, doc ->> 'operation')",
-         "'unknown operation ' || coalesce(doc ->> 'operation', 'NULL')"),
-        ("sf_opt_text(doc -> 'salesforce_id') AND (json_type(doc -> 'salesforce_id')"
-         " IS DISTINCT FROM 'VARCHAR' OR sf_id_ok(doc ->> 'salesforce_id'))",
-         "'salesforce_id is not a Salesforce Id'"),
+        (
+            f"list_contains({_list_literal(stream.objects)}, doc ->> 'object')",
+            "'unknown object ' || (doc ->> 'object') || ' (not declared for this stream)'",
+        ),
+        (
+            f"list_contains({_list_literal(CHANGE_TYPES)}, doc ->> 'operation')",
+            "'unknown operation ' || coalesce(doc ->> 'operation', 'NULL')",
+        ),
+        (
+            "sf_opt_text(doc -> 'salesforce_id') AND (json_type(doc -> 'salesforce_id')"
+            " IS DISTINCT FROM 'VARCHAR' OR sf_id_ok(doc ->> 'salesforce_id'))",
+            "'salesforce_id is not a Salesforce Id'",
+        ),
         (f"{ts} IS NOT NULL", "'timestamp missing, malformed or out of range'"),
-        ("(doc -> 'sequence') IS NULL OR sf_is_int(doc -> 'sequence')",
-         "'sequence is not an integer'"),
-        ("(doc -> 'changed_fields') IS NULL OR json_type(doc -> 'changed_fields') = 'OBJECT'",
-         "'changed_fields is not an object'"),
-        ("list_bool_and(list_transform(json_keys(coalesce(doc -> 'changed_fields', '{}')),"
-         " lambda f: regexp_full_match(f, '[A-Za-z][A-Za-z0-9_]*'))) IS NOT false",
-         "'changed_fields holds a malformed field name'"),
-        ("sf_opt_text(doc -> 'origin') AND sf_opt_text(doc -> 'user')",
-         "'origin or user is not a string'"),
+        (
+            "(doc -> 'sequence') IS NULL OR sf_is_int(doc -> 'sequence')",
+            "'sequence is not an integer'",
+        ),
+        (
+            "(doc -> 'changed_fields') IS NULL OR json_type(doc -> 'changed_fields') = 'OBJECT'",
+            "'changed_fields is not an object'",
+        ),
+        (
+            "list_bool_and(list_transform(json_keys(coalesce(doc -> 'changed_fields', '{}')),"
+            " lambda f: regexp_full_match(f, '[A-Za-z][A-Za-z0-9_]*'))) IS NOT false",
+            "'changed_fields holds a malformed field name'",
+        ),
+        (
+            "sf_opt_text(doc -> 'origin') AND sf_opt_text(doc -> 'user')",
+            "'origin or user is not a string'",
+        ),
     ]
     return f"""
         WITH s AS (
@@ -354,10 +413,16 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     unknown = topics - {s.topic for s in streams}
     parts = [_FORMAT_SQL[s.format](s) for s in streams]
     if parts:
-        con.execute("CREATE OR REPLACE TEMP TABLE batch_decoded AS " + " UNION ALL ".join(f"({p})" for p in parts))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
+            + " UNION ALL ".join(f"({p})" for p in parts)
+        )
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE batch_decoded AS " + _cdc_events_sql(
-            StreamConfig("none", "", "cometd")) + " LIMIT 0")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
+            + _cdc_events_sql(StreamConfig("none", "", "cometd"))
+            + " LIMIT 0"
+        )
     undeclared = _list_literal(sorted(unknown))
     con.execute(
         f"""
@@ -405,8 +470,8 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
             FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
             UNION ALL
             SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v
-            FROM (SELECT ev, object, kv.key AS compound,
-                         unnest(map_entries(json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
+            FROM (SELECT ev, object, kv.key AS compound, unnest(map_entries(
+                             json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
                   FROM entries WHERE json_type(kv.value) = 'OBJECT')),
         typed AS (
             SELECT ev, field, sf_normalise(f.v, t.kind) AS value

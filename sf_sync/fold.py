@@ -150,7 +150,7 @@ def _write(con: duckdb.DuckDBPyConnection, *, late: bool) -> None:
     """Replaces the affected records' open rows, appends closed ones and field changes."""
     if late:
         con.execute(
-            f"""
+            """
             DELETE FROM versions_closed v USING fold_late l
             WHERE v.source = l.source AND v.object = l.object AND v.record_id = l.record_id
               AND v.ord >= coalesce((SELECT b.ord FROM fold_late_base b

@@ -81,11 +81,16 @@ def ingest_ranges(
         ends: dict[tuple[str, int], int] = {}
         for r in ranges:
             ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.end)
-        committed = {f"{t}:{p}": o for (t, p), o in commit_offsets(
-            settings.bootstrap, settings.group_id, ends).items()}
+        committed = {
+            f"{t}:{p}": o
+            for (t, p), o in commit_offsets(settings.bootstrap, settings.group_id, ends).items()
+        }
     clock["total"] = time.perf_counter() - t0
     return IngestReport(
-        requested=tuple(ranges), read=tuple(to_read), committed=committed, seconds=clock,
+        requested=tuple(ranges),
+        read=tuple(to_read),
+        committed=committed,
+        seconds=clock,
         **stats,
     )
 
@@ -103,8 +108,11 @@ def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) ->
 
 
 def _store(
-    con: duckdb.DuckDBPyConnection, settings: Settings, raw: pa.Table,
-    ranges: list[OffsetRange], run_id: str | None,
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    raw: pa.Table,
+    ranges: list[OffsetRange],
+    run_id: str | None,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     decode_batch(con, raw, settings)
@@ -122,9 +130,13 @@ def _store(
     )
     orphans = 0
     for topic, part in sorted({(r.topic, r.partition) for r in ranges}):
-        recorded = set(con.execute(
-            "SELECT start_offset, end_offset FROM ingested_ranges"
-            " WHERE topic = ? AND kafka_partition = ?", [topic, part]).fetchall())
+        recorded = set(
+            con.execute(
+                "SELECT start_offset, end_offset FROM ingested_ranges"
+                " WHERE topic = ? AND kafka_partition = ?",
+                [topic, part],
+            ).fetchall()
+        )
         orphans += lake.remove_orphans(settings.lake_dir, topic, part, recorded)
     files = lake.write_ranges(con, settings.lake_dir, ranges)
 
@@ -145,9 +157,13 @@ def _store(
         con.execute("ROLLBACK")
         raise
     return dict(
-        messages=raw.num_rows, lake_files=len(files), orphans_removed=orphans,
-        versions=fold.versions, field_changes=fold.field_changes,
-        late_records=fold.late_records, **counts,
+        messages=raw.num_rows,
+        lake_files=len(files),
+        orphans_removed=orphans,
+        versions=fold.versions,
+        field_changes=fold.field_changes,
+        late_records=fold.late_records,
+        **counts,
     )
 
 
@@ -190,8 +206,9 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
         """,
         {"now": now},
     )
-    (gaps,) = con.execute("SELECT count(DISTINCT event_key || coalesce(record_id, '*') || gap_type)"
-                          " FROM batch_gaps").fetchone()
+    (gaps,) = con.execute(
+        "SELECT count(DISTINCT event_key || coalesce(record_id, '*') || gap_type) FROM batch_gaps"
+    ).fetchone()
     lo, hi, total = con.execute(
         "SELECT min(commit_timestamp), max(commit_timestamp), count(*) FROM batch_changes"
     ).fetchone()
@@ -213,5 +230,9 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
     )
     con.execute("INSERT INTO change_events BY NAME SELECT * FROM new_changes")
     (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
-    return {"dead_letters": dead, "gaps": gaps, "new_changes": new,
-            "duplicate_changes": total - new}
+    return {
+        "dead_letters": dead,
+        "gaps": gaps,
+        "new_changes": new,
+        "duplicate_changes": total - new,
+    }

@@ -76,8 +76,7 @@ def write_ranges(
                       AND d.event_date = $day
                     ORDER BY b.kafka_offset
                 ) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)""",
-                {"topic": r.topic, "part": r.partition, "start": r.start, "end": r.end,
-                 "day": day},
+                {"topic": r.topic, "part": r.partition, "start": r.start, "end": r.end, "day": day},
             )
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

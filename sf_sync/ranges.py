@@ -6,6 +6,7 @@ A range is half-open, ``[start, end)``, for one topic partition.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def split_at(r: OffsetRange, boundaries: Iterable[int]) -> list[OffsetRange]:
     """Cuts a range at the given offsets (those strictly inside it)."""
     cuts = sorted({b for b in boundaries if r.start < b < r.end})
     edges = [r.start, *cuts, r.end]
-    return [OffsetRange(r.topic, r.partition, a, b) for a, b in zip(edges, edges[1:], strict=False)]
+    return [OffsetRange(r.topic, r.partition, a, b) for a, b in itertools.pairwise(edges)]
 
 
 def subtract(r: OffsetRange, covered: Iterable[tuple[int, int]]) -> list[OffsetRange]:

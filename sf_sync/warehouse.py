@@ -27,9 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-ORD_TYPE = (
-    "STRUCT(ts TIMESTAMPTZ, tx VARCHAR, seq BIGINT, topic VARCHAR, part INTEGER, off BIGINT)"
-)
+ORD_TYPE = "STRUCT(ts TIMESTAMPTZ, tx VARCHAR, seq BIGINT, topic VARCHAR, part INTEGER, off BIGINT)"
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS change_events (
@@ -222,7 +220,9 @@ FROM {{table}} WHERE source = {_literal(source)} AND object = {_literal(obj)}"""
             + select.format(table="versions_open")
         )
         created += [versions, current]
-    if lake_dir is not None and any((lake_dir / "raw_events").glob("topic=*/event_date=*/*.parquet")):
+    if lake_dir is not None and any(
+        (lake_dir / "raw_events").glob("topic=*/event_date=*/*.parquet")
+    ):
         pattern = _literal(str(lake_dir / "raw_events" / "*" / "*" / "*.parquet"))
         con.execute(
             "CREATE OR REPLACE VIEW raw_events AS SELECT * FROM read_parquet("

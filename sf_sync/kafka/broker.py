@@ -513,14 +513,15 @@ def _find_java() -> str:
 
 
 def _ensure_jars(paths: BrokerPaths) -> None:
-    """Copy kafka_2.13 and its dependencies into libs/ with Maven, once.
+    """Copy kafka_2.13 and its dependencies (pom.xml, with the log4j SLF4J binding) into libs/.
 
     Maven runs on a copy of pom.xml in a scratch folder so nothing is written next to the
     package sources; the jars land in a temporary folder renamed into place at the end, so an
     interrupted fetch never leaves a half-filled libs/ that would be mistaken for complete.
     """
-    have_kafka = any(paths.libs_dir.glob("kafka_2.13-*.jar"))
-    if have_kafka and _has_slf4j_binding(paths.libs_dir):
+    if any(paths.libs_dir.glob("kafka_2.13-*.jar")) and any(
+        paths.libs_dir.glob("log4j-slf4j*-impl-*.jar")
+    ):
         return
     mvn = shutil.which("mvn")
     if mvn is None:
@@ -529,36 +530,13 @@ def _ensure_jars(paths: BrokerPaths) -> None:
     with tempfile.TemporaryDirectory(prefix="libs-fetch-", dir=paths.root) as tmp:
         work = Path(tmp)
         shutil.copy2(_POM, work / "pom.xml")
-        if have_kafka:  # libs/ from an older fetch that lacks only the logging binding
-            _add_slf4j_binding(mvn, work, paths.libs_dir)
-            return
         out_dir = work / "libs"
         _run_mvn(mvn, work, "dependency:copy-dependencies", f"-DoutputDirectory={out_dir}")
         if not any(out_dir.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"mvn ran but copied no kafka_2.13 jar into {out_dir}")
-        _add_slf4j_binding(mvn, work, out_dir)
-        if paths.libs_dir.exists():  # leftovers without the main jar
+        if paths.libs_dir.exists():  # an older or partial fetch
             shutil.rmtree(paths.libs_dir)
         out_dir.rename(paths.libs_dir)
-
-
-def _has_slf4j_binding(libs: Path) -> bool:
-    return any(libs.glob("log4j-slf4j*-impl-*.jar"))
-
-
-def _add_slf4j_binding(mvn: str, work: Path, libs: Path) -> None:
-    """Add log4j-slf4j-impl to ``libs`` unless a binding is already there.
-
-    The published kafka_2.13 4.1.1 POM brings slf4j-api 1.7 and log4j-core but no binding
-    between them, so without this jar SLF4J falls back to its no-op logger: server.log stays
-    empty and a failed start leaves nothing to show. The binding's version follows log4j-core.
-    """
-    if _has_slf4j_binding(libs):
-        return
-    cores = sorted(libs.glob("log4j-core-*.jar"))
-    version = cores[-1].stem.removeprefix("log4j-core-") if cores else "2.24.3"
-    artifact = f"org.apache.logging.log4j:log4j-slf4j-impl:{version}"
-    _run_mvn(mvn, work, "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={libs}")
 
 
 def _run_mvn(mvn: str, work: Path, *args: str) -> None:

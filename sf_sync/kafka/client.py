@@ -10,8 +10,9 @@ shows the true lag.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -21,6 +22,7 @@ from sf_sync.decode import RAW_SCHEMA
 from sf_sync.ranges import OffsetRange
 
 TP = tuple[str, int]
+T = TypeVar("T")
 
 
 class BrokerUnavailable(RuntimeError):
@@ -29,6 +31,32 @@ class BrokerUnavailable(RuntimeError):
 
 class RangeUnavailable(RuntimeError):
     """Part of a range can no longer be read (deleted by retention, or beyond the end)."""
+
+
+#: Errors a young broker gives while its group coordinator loads; they pass within seconds.
+_TRANSIENT = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+}
+
+
+def _with_retries(action: Callable[[], T], *, attempts: int = 20, pause_s: float = 0.5) -> T:
+    """Runs ``action``, retrying transient coordinator errors; others are raised at once."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except KafkaException as exc:
+            err = exc.args[0]
+            transient = isinstance(err, KafkaError) and (
+                err.code() in _TRANSIENT or err.retriable()
+            )
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")
 
 
 def admin_client(bootstrap: str, timeout_s: float = 5.0) -> AdminClient:
@@ -215,14 +243,15 @@ def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dic
     c = consumer(bootstrap, group_id)
     try:
         tps = [TopicPartition(t, p) for t, p in ends]
-        current = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout=10)}
+        got = _with_retries(lambda: c.committed(tps, timeout=10))
+        current = {(tp.topic, tp.partition): tp.offset for tp in got}
         forward = [
             TopicPartition(t, p, off)
             for (t, p), off in ends.items()
             if current.get((t, p), -1) < off
         ]
         if forward:
-            c.commit(offsets=forward, asynchronous=False)
+            _with_retries(lambda: c.commit(offsets=forward, asynchronous=False))
         return {(tp.topic, tp.partition): tp.offset for tp in forward}
     finally:
         c.close()
@@ -232,7 +261,11 @@ def committed_offsets(admin_bootstrap: str, group_id: str, tps: Iterable[TP]) ->
     """The group's committed offsets (partitions without one are left out)."""
     c = consumer(admin_bootstrap, group_id)
     try:
-        got = c.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
+        request = [TopicPartition(t, p) for t, p in tps]
+        try:
+            got = _with_retries(lambda: c.committed(request, timeout=10), attempts=6)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read committed offsets: {exc.args[0]}") from None
         return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
     finally:
         c.close()

@@ -1,0 +1,18 @@
+"""The sf-sync code location: assets, checks, the ingest job and its sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.checks import CHECKS
+from assets.history import ingest_kafka_ranges
+from sensors.kafka_offsets import ingest_job, kafka_offsets_sensor
+from sf_sync.resources import SfSyncResource
+
+defs = dg.Definitions(
+    assets=[ingest_kafka_ranges],
+    asset_checks=CHECKS,
+    jobs=[ingest_job],
+    sensors=[kafka_offsets_sensor],
+    resources={"sf_sync": SfSyncResource()},
+)
