@@ -143,7 +143,7 @@ def ingest_kafka_ranges(
 ):
     """Reads exactly the run's offset ranges and folds them into the history, idempotently."""
     ranges = _ranges(context, config, sf_sync)
-    report = ingest_ranges(sf_sync.settings(), ranges, run_id=context.run_id)
+    report = ingest_ranges(sf_sync.settings(), ranges, run_id=context.run.run_id)
     context.log.info(report.summary())
     for key, metadata in _metadata(report, _lag(sf_sync)).items():
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

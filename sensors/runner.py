@@ -11,7 +11,6 @@ import dagster as dg
 
 from sf_sync.resources import SfSyncResource
 
-
 #: Console logs at INFO: a terminal wants the run's summary, not every step event.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 

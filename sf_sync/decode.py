@@ -527,7 +527,7 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
                    AS record_id,
                change_type AS gap_type, commit_timestamp, transaction_key, topic,
                kafka_partition, kafka_offset, []::VARCHAR[] AS fields
-        FROM batch_decoded WHERE change_type LIKE 'GAP\_%' ESCAPE '\\'
+        FROM batch_decoded WHERE starts_with(change_type, 'GAP_')
         UNION ALL
         SELECT event_key, source, object, unnest(record_ids), 'DIFF_FIELDS', commit_timestamp,
                transaction_key, topic, kafka_partition, kafka_offset,

@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 def produce(
     bootstrap: str,
     topic: str,
-    messages: Iterable[tuple[bytes | None, bytes | None]],
+    messages: Iterable[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, int]],
     *,
     partition: int | None = None,
     timestamp_ms: int | None = None,
@@ -18,7 +18,8 @@ def produce(
     """Sends (key, value) pairs and waits until every one is acknowledged.
 
     Keys pick the partition (one record stays in one partition, as on a CDC channel) unless
-    ``partition`` is given. Raises if any delivery failed: nothing is silently lost here either.
+    ``partition`` is given, or a message is a (key, value, partition) triple. Raises if any
+    delivery failed: nothing is silently lost here either.
     """
     producer = Producer(
         {
@@ -40,10 +41,12 @@ def produce(
     extra = {} if partition is None else {"partition": partition}
     if timestamp_ms is not None:
         extra["timestamp"] = timestamp_ms
-    for key, value in messages:
+    for message in messages:
+        key, value = message[0], message[1]
+        options = extra if len(message) == 2 else {**extra, "partition": message[2]}
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery, **extra)
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery, **options)
                 break
             except BufferError:
                 producer.poll(0.1)
