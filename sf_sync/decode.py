@@ -73,9 +73,10 @@ CREATE OR REPLACE TEMP MACRO sf_iso_ts(v) AS
             v, '\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})')
          THEN TRY_CAST(v AS TIMESTAMPTZ) END;
 CREATE OR REPLACE TEMP MACRO sf_normalise(v, kind) AS CASE
-    WHEN kind = 'datetime' AND json_type(v) IN ('UBIGINT', 'BIGINT')
+    WHEN kind = 'datetime' AND json_type(v) IN ('UBIGINT', 'BIGINT') AND sf_epoch_ms_ok(v)
         THEN strftime(make_timestamp(CAST(v AS BIGINT) * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
     WHEN kind = 'date' AND json_type(v) IN ('UBIGINT', 'BIGINT')
+         AND TRY_CAST(v AS BIGINT) BETWEEN -100000 AND 100000
         THEN strftime(DATE '1970-01-01' + CAST(CAST(v AS BIGINT) AS INTEGER), '%Y-%m-%d')
     ELSE sf_json_text(v) END;
 """
@@ -175,7 +176,11 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
             "sf_is_text(h -> 'transactionKey') AND length(h ->> 'transactionKey') > 0",
             "'header.transactionKey missing or not a string'",
         ),
-        ("sf_is_int(h -> 'sequenceNumber')", "'header.sequenceNumber missing or not an integer'"),
+        (
+            "sf_is_int(h -> 'sequenceNumber')"
+            " AND TRY_CAST(h -> 'sequenceNumber' AS BIGINT) IS NOT NULL",
+            "'header.sequenceNumber missing or not an integer'",
+        ),
         ("sf_opt_text(h -> 'changeOrigin')", "'header.changeOrigin is not a string'"),
         ("sf_opt_text(h -> 'commitUser')", "'header.commitUser is not a string'"),
         (
@@ -224,7 +229,9 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
             sf_string_list(h -> 'recordIds') AS record_ids,
             (h ->> 'entityName') || ':' || (h ->> 'transactionKey') || ':'
                 || (h ->> 'sequenceNumber') AS event_key,
-            make_timestamptz(TRY_CAST(h -> 'commitTimestamp' AS BIGINT) * 1000) AS commit_timestamp,
+            CASE WHEN sf_epoch_ms_ok(h -> 'commitTimestamp')
+                 THEN make_timestamptz(CAST(h -> 'commitTimestamp' AS BIGINT) * 1000)
+            END AS commit_timestamp,
             h ->> 'transactionKey' AS transaction_key,
             TRY_CAST(h -> 'sequenceNumber' AS BIGINT) AS sequence_number,
             h ->> 'changeOrigin' AS change_origin,
@@ -232,6 +239,8 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
             sf_string_list(h -> 'changedFields') AS changed_raw,
             sf_string_list(h -> 'nulledFields') AS nulled_raw,
             sf_string_list(h -> 'diffFields') AS diff_raw,
+            -- Older connector versions omit nulledFields: then a null changed field is nulled.
+            coalesce(json_type(h -> 'nulledFields') = 'ARRAY', false) AS strict_nulls,
             CASE WHEN json_type(env) = 'OBJECT'
                  THEN map_from_entries(list_filter(
                         map_entries(json_transform(env, '"MAP(VARCHAR, JSON)"')),
@@ -276,7 +285,7 @@ def _platform_event_sql(stream: StreamConfig) -> str:
             "'platform event CreatedDate missing or not an ISO-8601 timestamp'",
         ),
         (
-            f"({data}) IS NULL OR (json_valid({data}) AND json_type({data}) = 'OBJECT')",
+            "data_text IS NULL OR json_type(data_doc) = 'OBJECT'",
             f"'platform event field {m.data_field} is not a JSON object'",
         ),
         (
@@ -289,9 +298,12 @@ def _platform_event_sql(stream: StreamConfig) -> str:
         ),
     ]
     return f"""
-        WITH s AS (
+        WITH s0 AS (
             SELECT *, doc -> 'payload' AS p FROM batch_raw
-            WHERE error IS NULL AND topic = {_q(stream.topic)})
+            WHERE error IS NULL AND topic = {_q(stream.topic)}),
+        s AS (
+            -- try(): a malformed data field must become this row's error, not the batch's
+            SELECT *, {data} AS data_text, try(CAST({data} AS JSON)) AS data_doc FROM s0)
         SELECT topic, kafka_partition, kafka_offset, kafka_timestamp,
             {_first_error(checks)} AS error,
             {_q(stream.source)} AS source,
@@ -307,8 +319,9 @@ def _platform_event_sql(stream: StreamConfig) -> str:
             {changed} AS changed_raw,
             []::VARCHAR[] AS nulled_raw,
             []::VARCHAR[] AS diff_raw,
-            CASE WHEN json_valid({data}) AND json_type({data}) = 'OBJECT'
-                 THEN json_transform({data}, '"MAP(VARCHAR, JSON)"')
+            false AS strict_nulls,
+            CASE WHEN json_type(data_doc) = 'OBJECT'
+                 THEN json_transform(data_doc, '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
             NULL::VARCHAR AS salesforce_id,
             doc ->> '$.event.replayId' AS replay_id
@@ -383,6 +396,7 @@ def _external_sql(stream: StreamConfig) -> str:
             END AS changed_raw,
             []::VARCHAR[] AS nulled_raw,
             []::VARCHAR[] AS diff_raw,
+            false AS strict_nulls,
             CASE WHEN json_type(doc -> 'changed_fields') = 'OBJECT'
                  THEN json_transform(doc -> 'changed_fields', '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
@@ -398,6 +412,63 @@ _FORMAT_SQL = {
     "platform_event": _platform_event_sql,
     "external": _external_sql,
 }
+
+
+#: Temp tables a decode leaves behind (``batch_raw`` is rebuilt from the whole batch).
+DECODE_OUTPUTS = ("batch_decoded", "batch_errors", "batch_changes", "batch_gaps")
+
+
+def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> int:
+    """``decode_batch``, but a message that makes the bulk SQL itself fail cannot block others.
+
+    Every rule we know of is a per-row check, so this fallback should never run; when some
+    unforeseen input does raise inside DuckDB, the batch is bisected until the offending
+    messages stand alone, and each is dead-lettered with the database's error. Returns how many
+    messages were isolated that way.
+    """
+    try:
+        decode_batch(con, raw, settings)
+        return 0
+    except duckdb.Error:
+        pass
+    pieces: dict[str, list[pa.Table]] = {name: [] for name in DECODE_OUTPUTS}
+    poisoned: list[tuple[int, str]] = []
+
+    def run(start: int, length: int) -> None:
+        try:
+            decode_batch(con, raw.slice(start, length), settings)
+        except duckdb.Error as exc:
+            if length == 1:
+                poisoned.append((start, f"decoder failed on this message: {exc}"))
+                return
+            half = length // 2
+            run(start, half)
+            run(start + half, length - half)
+            return
+        for name in DECODE_OUTPUTS:
+            pieces[name].append(con.table(name).to_arrow_table())
+
+    run(0, 0)  # the empty batch gives every output its columns, even if nothing else decodes
+    run(0, raw.num_rows)
+    stage_raw(con, raw, settings)
+    for name, tables in pieces.items():
+        con.register("piece", pa.concat_tables(tables, promote_options="permissive"))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM piece")
+        con.unregister("piece")
+    for row, error in poisoned:
+        r = raw.slice(row, 1).to_pylist()[0]
+        con.execute(
+            "INSERT INTO batch_errors VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                r["topic"],
+                r["kafka_partition"],
+                r["kafka_offset"],
+                error,
+                r["value"],
+                r["kafka_timestamp"],
+            ],
+        )
+    return len(poisoned)
 
 
 def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
@@ -447,6 +518,33 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     _explode_changes(con, settings)
 
 
+def _reject_inconsistent_bodies(con: duckdb.DuckDBPyConnection) -> None:
+    """Moves events whose body contradicts the rules from ``batch_decoded`` to the errors.
+
+    A field value must be a scalar (compound fields are flattened first), and an UPDATE that
+    lists a field as changed but not nulled must carry its value.
+    """
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_field_errors AS
+        SELECT ev, min(error) AS error FROM (
+            SELECT ev, 'field ' || field || ' holds ' || json_type(v) || ', not a value'
+                AS error
+            FROM batch_flat WHERE json_type(v) IN ('OBJECT', 'ARRAY')
+            UNION ALL
+            SELECT l.ev, 'changed field ' || l.field || ' is missing from the body'
+            FROM batch_listed l LEFT JOIN batch_flat f USING (ev, field)
+            WHERE l.strict_nulls AND NOT l.nulled AND NOT l.diffed AND f.value IS NULL)
+        GROUP BY ev;
+        INSERT INTO batch_errors
+        SELECT d.topic, d.kafka_partition, d.kafka_offset, e.error, r.value, d.kafka_timestamp
+        FROM batch_field_errors e JOIN batch_decoded d USING (ev)
+        JOIN batch_raw r USING (topic, kafka_partition, kafka_offset);
+        DELETE FROM batch_decoded WHERE ev IN (SELECT ev FROM batch_field_errors);
+        """
+    )
+
+
 def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Builds ``batch_changes``: one row per (event, record) with the flat values it applies."""
     types = [
@@ -461,7 +559,7 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         con.executemany("INSERT INTO field_types VALUES (?, ?, ?)", types)
     con.execute(
         """
-        CREATE OR REPLACE TEMP TABLE batch_fields AS
+        CREATE OR REPLACE TEMP TABLE batch_flat AS
         WITH entries AS (
             SELECT ev, object, unnest(map_entries(body)) AS kv
             FROM batch_decoded WHERE change_type IN ('CREATE', 'UPDATE', 'UNDELETE')),
@@ -472,32 +570,42 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
             SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v
             FROM (SELECT ev, object, kv.key AS compound, unnest(map_entries(
                              json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
-                  FROM entries WHERE json_type(kv.value) = 'OBJECT')),
-        typed AS (
-            SELECT ev, field, sf_normalise(f.v, t.kind) AS value
-            FROM flat f LEFT JOIN field_types t USING (object, field)
-            QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1),
-        listed AS (
-            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(changed_raw || nulled_raw)) AS field
-            FROM batch_decoded WHERE change_type = 'UPDATE'),
-        diffed AS (
-            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(diff_raw)) AS field
-            FROM batch_decoded WHERE change_type = 'UPDATE'),
-        nulled AS (
-            SELECT DISTINCT ev, sf_dotted_to_flat(unnest(nulled_raw)) AS field
+                  FROM entries WHERE json_type(kv.value) = 'OBJECT'))
+        SELECT ev, field, v, sf_normalise(f.v, t.kind) AS value
+        FROM flat f LEFT JOIN field_types t USING (object, field)
+        QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1;
+
+        CREATE OR REPLACE TEMP TABLE batch_listed AS
+        SELECT ev, field, bool_or(nulled) AS nulled, bool_or(diffed) AS diffed,
+               any_value(strict_nulls) AS strict_nulls
+        FROM (
+            SELECT ev, sf_dotted_to_flat(unnest(changed_raw)) AS field, false AS nulled,
+                   false AS diffed, strict_nulls FROM batch_decoded WHERE change_type = 'UPDATE'
+            UNION ALL
+            SELECT ev, sf_dotted_to_flat(unnest(nulled_raw)), true, false, strict_nulls
+            FROM batch_decoded WHERE change_type = 'UPDATE'
+            UNION ALL
+            SELECT ev, sf_dotted_to_flat(unnest(diff_raw)), false, true, strict_nulls
             FROM batch_decoded WHERE change_type = 'UPDATE')
+        GROUP BY ev, field;
+        """
+    )
+    _reject_inconsistent_bodies(con)
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE batch_fields AS
         -- CREATE and UNDELETE carry every field: those with a value are set.
-        SELECT t.ev, t.field, t.value FROM typed t
+        SELECT f.ev, f.field, f.value FROM batch_flat f
         JOIN batch_decoded d USING (ev)
-        WHERE d.change_type IN ('CREATE', 'UNDELETE') AND t.value IS NOT NULL
+        WHERE d.change_type IN ('CREATE', 'UNDELETE') AND f.value IS NOT NULL
         UNION ALL
         -- UPDATE applies only the listed fields; nulledFields win over any body value;
         -- diffFields carry a diff, not a value, and are repaired through the gaps table.
-        SELECT l.ev, l.field, CASE WHEN n.field IS NULL THEN t.value END
-        FROM listed l
-        LEFT JOIN typed t USING (ev, field)
-        LEFT JOIN nulled n USING (ev, field)
-        ANTI JOIN diffed x USING (ev, field)
+        SELECT l.ev, l.field, CASE WHEN NOT l.nulled THEN f.value END
+        FROM batch_listed l
+        JOIN batch_decoded d USING (ev)
+        LEFT JOIN batch_flat f USING (ev, field)
+        WHERE NOT l.diffed
         """
     )
     con.execute(

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from sf_sync import lake, warehouse
 from sf_sync.config import Settings
-from sf_sync.decode import decode_batch
+from sf_sync.decode import decode_isolating
 from sf_sync.fold import fold_new_changes
 from sf_sync.kafka.client import commit_offsets, read_ranges
 from sf_sync.ranges import OffsetRange, subtract
@@ -46,6 +46,7 @@ class IngestReport:
     late_records: int = 0
     lake_files: int = 0
     orphans_removed: int = 0
+    isolated_by_bisection: int = 0
     committed: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -74,7 +75,7 @@ def ingest_ranges(
         to_read = _uncovered(con, ranges)
         raw = read_ranges(settings.bootstrap, settings.group_id, to_read)
         clock["kafka_read"] = time.perf_counter() - t0
-        stats = _store(con, settings, raw, to_read, run_id) if to_read else {}
+        stats = store_batch(con, settings, raw, to_read, run_id) if to_read else {}
         clock["store"] = time.perf_counter() - t0 - clock["kafka_read"]
     committed: dict[str, int] = {}
     if commit:
@@ -107,7 +108,7 @@ def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) ->
     return out
 
 
-def _store(
+def store_batch(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     raw: pa.Table,
@@ -115,7 +116,7 @@ def _store(
     run_id: str | None,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
-    decode_batch(con, raw, settings)
+    isolated = decode_isolating(con, raw, settings)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE batch_event_dates AS
@@ -163,6 +164,7 @@ def _store(
         versions=fold.versions,
         field_changes=fold.field_changes,
         late_records=fold.late_records,
+        isolated_by_bisection=isolated,
         **counts,
     )
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sf_sync.config import ConfigError, load_settings, parse_settings
+
+MINIMAL = """
+objects: {Account: {}}
+streams:
+  - {name: a, topic: t.a, format: cometd}
+"""
+
+
+def test_packaged_defaults_load() -> None:
+    settings = load_settings()
+    assert {s.format for s in settings.streams} == {
+        "cometd",
+        "confluent",
+        "platform_event",
+        "external",
+    }
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    settings = parse_settings(
+        MINIMAL, environ={"SF_SYNC_HOME": str(tmp_path), "SF_SYNC_KAFKA_BOOTSTRAP": "h:1"}
+    )
+    assert settings.home == tmp_path and settings.bootstrap == "h:1"
+
+
+def test_relative_home_is_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sf-sync.yaml"
+    path.write_text(MINIMAL + "home: state\n")
+    assert load_settings(path).home == tmp_path / "state"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("objects: {Account: {}}\nstreams: []", "no streams"),
+        ("streams: [{name: a, topic: t, format: cometd}]", "no objects"),
+        (MINIMAL.replace("cometd", "avro"), "format 'avro'"),
+        (MINIMAL + "  - {name: b, topic: t.a, format: cometd}\n", "once"),
+        (MINIMAL.replace("format: cometd", "format: platform_event"), "platform_event"),
+        (MINIMAL.replace("format: cometd", "format: cometd, objects: [Lead]"), "not declared"),
+    ],
+)
+def test_contradictions_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(text, environ={})

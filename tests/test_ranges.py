@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from sf_sync.ranges import (
+    OffsetRange,
+    advance,
+    decode_cursor,
+    encode_cursor,
+    pending_ranges,
+    split_at,
+    split_capped,
+    subtract,
+)
+
+
+def test_encode_round_trip_keeps_dots_and_colons_in_topic() -> None:
+    r = OffsetRange("salesforce.cdc:Account", 2, 10, 20)
+    assert OffsetRange.decode(r.encode()) == r
+
+
+def test_bad_ranges_are_refused() -> None:
+    with pytest.raises(ValueError):
+        OffsetRange("t", 0, 5, 4)
+
+
+def test_split_capped_covers_the_range_exactly() -> None:
+    pieces = split_capped(OffsetRange("t", 0, 3, 1004), 250)
+    assert [p.size for p in pieces] == [250, 250, 250, 250, 1]
+    assert pieces[0].start == 3 and pieces[-1].end == 1004
+    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+
+
+def test_split_at_ignores_cuts_outside() -> None:
+    r = OffsetRange("t", 0, 10, 20)
+    assert split_at(r, [5, 12, 12, 20, 25]) == [
+        OffsetRange("t", 0, 10, 12),
+        OffsetRange("t", 0, 12, 20),
+    ]
+
+
+def test_subtract_leaves_only_uncovered_offsets() -> None:
+    r = OffsetRange("t", 1, 0, 100)
+    assert subtract(r, [(10, 20), (15, 30), (90, 120)]) == [
+        OffsetRange("t", 1, 0, 10),
+        OffsetRange("t", 1, 30, 90),
+    ]
+    assert subtract(r, [(0, 100)]) == []
+
+
+def test_pending_uses_cursor_then_starts() -> None:
+    ends = {("a", 0): 10, ("a", 1): 5, ("b", 0): 7}
+    cursor = {"a": {0: 4}}
+    assert pending_ranges(cursor, {("a", 1): 5, ("b", 0): 2}, ends) == [
+        OffsetRange("a", 0, 4, 10),
+        OffsetRange("b", 0, 2, 7),
+    ]
+
+
+def test_cursor_round_trip_and_advance_never_goes_back() -> None:
+    cursor = advance({"a": {0: 50}}, [OffsetRange("a", 0, 10, 20), OffsetRange("b", 3, 0, 9)])
+    assert cursor == {"a": {0: 50}, "b": {3: 9}}
+    assert decode_cursor(encode_cursor(cursor)) == cursor
+    assert decode_cursor(None) == {}
