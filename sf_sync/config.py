@@ -65,6 +65,7 @@ class Settings:
     max_range_messages: int = 250_000
     max_message_bytes: int = 1_048_576
     lookback_days: int = 7
+    read_stall_timeout_s: float = 30.0
     snapshot_min_interval_s: float = 0.0
     config_path: Path | None = None
 
@@ -162,6 +163,7 @@ def parse_settings(
         max_range_messages=int(kafka.get("max_range_messages", 250_000)),
         max_message_bytes=int(kafka.get("max_message_bytes", 1_048_576)),
         lookback_days=int(kafka.get("lookback_days", 7)),
+        read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
         snapshot_min_interval_s=float(raw.get("snapshot_min_interval_s", 0.0)),
         config_path=config_path,
     )

@@ -14,6 +14,8 @@ exactly-once although its input is at-least-once:
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,18 @@ from sf_sync.decode import decode_isolating
 from sf_sync.fold import fold_new_changes
 from sf_sync.kafka.client import commit_offsets, read_ranges
 from sf_sync.ranges import OffsetRange, subtract
+
+CRASH_ENV = "SF_SYNC_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Failpoint for the crash tests: the process kills itself (SIGKILL) at a named step.
+
+    Inert unless ``$SF_SYNC_CRASH_AT`` names the step; it lets the tests hit the narrow windows
+    (between lake and warehouse, warehouse and offsets) that random kills rarely find.
+    """
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -73,10 +87,18 @@ def ingest_ranges(
     t0 = time.perf_counter()
     with warehouse.writer(settings.home, publish=True) as con:
         to_read = _uncovered(con, ranges)
-        raw = read_ranges(settings.bootstrap, settings.group_id, to_read)
+        raw = read_ranges(
+            settings.bootstrap,
+            settings.group_id,
+            to_read,
+            stall_timeout_s=settings.read_stall_timeout_s,
+        )
         clock["kafka_read"] = time.perf_counter() - t0
+        crash_point("after_kafka_read")
         stats = store_batch(con, settings, raw, to_read, run_id) if to_read else {}
         clock["store"] = time.perf_counter() - t0 - clock["kafka_read"]
+        crash_point("before_publish")
+    crash_point("before_offset_commit")
     committed: dict[str, int] = {}
     if commit:
         ends: dict[tuple[str, int], int] = {}
@@ -140,6 +162,7 @@ def store_batch(
         )
         orphans += lake.remove_orphans(settings.lake_dir, topic, part, recorded)
     files = lake.write_ranges(con, settings.lake_dir, ranges)
+    crash_point("after_lake_write")
 
     con.execute("BEGIN TRANSACTION")
     try:
@@ -153,6 +176,7 @@ def store_batch(
             ],
         )
         warehouse.refresh_views(con, settings.lake_dir)
+        crash_point("before_warehouse_commit")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -245,6 +245,8 @@ def publish_snapshot(home: Path) -> Path:
     """
     src = home / "warehouse.duckdb"
     dst = home / "history.duckdb"
+    for stale in home.glob(".history.*.tmp"):  # left by a writer killed mid-copy
+        stale.unlink(missing_ok=True)
     tmp = home / f".history.{os.getpid()}.tmp"
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from sf_sync.ranges import (
@@ -28,7 +30,7 @@ def test_split_capped_covers_the_range_exactly() -> None:
     pieces = split_capped(OffsetRange("t", 0, 3, 1004), 250)
     assert [p.size for p in pieces] == [250, 250, 250, 250, 1]
     assert pieces[0].start == 3 and pieces[-1].end == 1004
-    assert all(a.end == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(pieces))
 
 
 def test_split_at_ignores_cuts_outside() -> None:
