@@ -12,6 +12,9 @@ from sf_sync.planning import RunPlan, plan_runs
 from sf_sync.ranges import decode_cursor, encode_cursor
 from sf_sync.resources import SfSyncResource
 
+#: Skip reasons that mean "no broker", so scripts can tell it from "nothing to do".
+UNREACHABLE = "Kafka unreachable"
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(ingest_kafka_ranges),
@@ -42,7 +45,7 @@ def kafka_offsets_sensor(
     try:
         plans, cursor = plan_runs(settings, decode_cursor(context.cursor))
     except BrokerUnavailable as exc:
-        return dg.SkipReason(f"Kafka at {settings.bootstrap} is unreachable: {exc}")
+        return dg.SkipReason(f"{UNREACHABLE} at {settings.bootstrap}: {exc}")
     if not plans:
         return dg.SensorResult(
             skip_reason=f"caught up on {len(settings.topics)} topics",

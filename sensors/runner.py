@@ -21,6 +21,12 @@ class RunnerReport:
     runs: list[str] = field(default_factory=list)
     skip_reason: str | None = None
 
+    @property
+    def broker_unreachable(self) -> bool:
+        from sensors.kafka_offsets import UNREACHABLE
+
+        return bool(self.skip_reason and self.skip_reason.startswith(UNREACHABLE))
+
 
 def run_until_caught_up(
     instance: dg.DagsterInstance,

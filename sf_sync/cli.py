@@ -61,7 +61,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             for r in report.runs
             if instance.get_run_by_id(r).status != dg.DagsterRunStatus.SUCCESS
         ]
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return 2 if report.broker_unreachable else 0
 
 
 def _instance():

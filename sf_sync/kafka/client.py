@@ -33,13 +33,15 @@ class RangeUnavailable(RuntimeError):
     """Part of a range can no longer be read (deleted by retention, or beyond the end)."""
 
 
-#: Errors a young broker gives while its group coordinator loads; they pass within seconds.
+#: Errors a young broker (or a new topic) gives while leaders and coordinators settle;
+#: they pass within seconds.
 _TRANSIENT = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
 }
 
 
@@ -50,9 +52,7 @@ def _with_retries(action: Callable[[], T], *, attempts: int = 20, pause_s: float
             return action()
         except KafkaException as exc:
             err = exc.args[0]
-            transient = isinstance(err, KafkaError) and (
-                err.code() in _TRANSIENT or err.retriable()
-            )
+            transient = isinstance(err, KafkaError) and err.code() in _TRANSIENT
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(pause_s)
@@ -92,9 +92,13 @@ def list_offsets(
     request = {TopicPartition(t, p): spec for t, p in tps}
     if not request:
         return {}
-    try:
+
+    def ask() -> dict[TP, int]:
         futures = admin.list_offsets(request, request_timeout=timeout_s)
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    try:
+        return _with_retries(ask, attempts=8)
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot list offsets: {exc.args[0]}") from None
 
@@ -172,14 +176,11 @@ def read_ranges(
         c.assign([TopicPartition(t, p, r.start) for (t, p), r in pending.items()])
         last_progress = time.monotonic()
         while pending:
+            if time.monotonic() - last_progress > stall_timeout_s:
+                raise BrokerUnavailable(
+                    f"no data for {stall_timeout_s:.0f}s while reading {sorted(pending)}"
+                )
             msgs = c.consume(num_messages=batch, timeout=0.5)
-            if not msgs:
-                if time.monotonic() - last_progress > stall_timeout_s:
-                    raise BrokerUnavailable(
-                        f"no data for {stall_timeout_s:.0f}s while reading {sorted(pending)}"
-                    )
-                continue
-            last_progress = time.monotonic()
             done: list[TP] = []
             for m in msgs:
                 err = m.error()
@@ -201,6 +202,7 @@ def read_ranges(
                     continue
                 if r is None:
                     continue
+                last_progress = time.monotonic()  # only data counts: errors repeat forever
                 off = m.offset()
                 if off >= r.end:
                     done.append(tp)

@@ -17,8 +17,13 @@ import yaml
 from sf_sync import synth
 from tests.conftest import REPO, Project
 
-CRASH_POINTS = ["after_kafka_read", "after_lake_write", "before_warehouse_commit",
-                "before_publish", "before_offset_commit"]
+CRASH_POINTS = [
+    "after_kafka_read",
+    "after_lake_write",
+    "before_warehouse_commit",
+    "before_publish",
+    "before_offset_commit",
+]
 
 
 def _twin_config(project: Project, name: str) -> Path:
@@ -37,8 +42,13 @@ def _ingest(config: Path, crash_at: str | None = None) -> subprocess.Popen:
     env["SF_SYNC_CONFIG"] = str(config)
     if crash_at:
         env["SF_SYNC_CRASH_AT"] = crash_at
-    return subprocess.Popen([sys.executable, "-m", "sf_sync.cli", "ingest"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sf_sync.cli", "ingest"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _snapshot(home: Path) -> dict[str, list]:
@@ -46,16 +56,19 @@ def _snapshot(home: Path) -> dict[str, list]:
     con.execute("SET TimeZone = 'UTC'")
     out = {
         "change_events": con.execute(
-            "SELECT * EXCLUDE (ingested_at) FROM change_events ORDER BY ALL").fetchall(),
+            "SELECT * EXCLUDE (ingested_at) FROM change_events ORDER BY ALL"
+        ).fetchall(),
         "field_history": con.execute("SELECT * FROM field_history ORDER BY ALL").fetchall(),
         "versions": con.execute(
             "SELECT * FROM versions_closed UNION ALL SELECT * FROM versions_open ORDER BY ALL"
         ).fetchall(),
         "dead_letters": con.execute(
-            "SELECT * EXCLUDE (received_at) FROM dead_letters ORDER BY ALL").fetchall(),
+            "SELECT * EXCLUDE (received_at) FROM dead_letters ORDER BY ALL"
+        ).fetchall(),
         "lake": con.execute(
             f"SELECT topic, kafka_partition, kafka_offset, value FROM read_parquet("
-            f"'{home}/lake/raw_events/*/*/*.parquet') ORDER BY ALL").fetchall(),
+            f"'{home}/lake/raw_events/*/*/*.parquet') ORDER BY ALL"
+        ).fetchall(),
     }
     con.close()
     return out
