@@ -94,7 +94,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     steps = [
         argparse.Namespace(action="start", port=None, func=cmd_kafka),
-        argparse.Namespace(partitions=3, func=cmd_topics),
+        argparse.Namespace(action="create", partitions=3, func=cmd_topics),
     ]
     for step in steps:
         if step.func(step, settings):
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kafka)
 
     t = sub.add_parser("topics", help="create the configured topics if missing")
+    t.add_argument("action", choices=["create"])
     t.add_argument("--partitions", type=int, default=3)
     t.set_defaults(func=cmd_topics)
 

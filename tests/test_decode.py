@@ -13,9 +13,8 @@ from sf_sync import decode
 from sf_sync.config import load_settings
 from sf_sync.decode import RAW_SCHEMA, decode_batch, decode_isolating
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
-if not SAMPLES.exists():  # CI lays shared/ beside the clone
-    SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "samples"
+#: Copies of the reference samples (shared/reference/samples), kept with the tests.
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 ACCOUNT = "salesforce.cdc.Account"
 CONTACT = "salesforce.cdc.Contact"
 PE = "salesforce.pe.Customer_Change__e"
