@@ -94,8 +94,11 @@ def plan_runs(
         for tp, off in committed.items():  # retention may have deleted past the group's offset
             starts[tp] = max(starts[tp], off)
     pending = pending_ranges(cursor, starts, ends)
+    # Partitions seen for the first time enter the cursor even when empty, so later ticks
+    # need no start-offset lookups for them.
+    known = advance(cursor, [OffsetRange(t, p, off, off) for (t, p), off in starts.items()])
     if not pending:
-        return [], advance(cursor, [])
+        return [], known
     today = now.astimezone(UTC).date()
     oldest = today - timedelta(days=settings.lookback_days)
     bounds = day_boundaries(admin, pending, ends, today, settings.lookback_days)
@@ -111,7 +114,7 @@ def plan_runs(
         for i in range(max(len(c) for c in chunks)):
             ranges = tuple(c[i] for c in chunks if i < len(c))
             plans.append(RunPlan(day.isoformat(), ranges))
-    return plans, advance(cursor, pending)
+    return plans, advance(known, pending)
 
 
 def day_ranges(

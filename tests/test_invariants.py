@@ -1,0 +1,91 @@
+"""The invariant queries find what they are meant to find (so the asset checks can fail)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pytest
+
+from sf_sync import invariants, warehouse
+
+T = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def con(tmp_path) -> duckdb.DuckDBPyConnection:
+    c = warehouse.connect(tmp_path / "w.duckdb")
+    c.execute(warehouse.SCHEMA)
+    return c
+
+
+def _version(con, record: str, version: int, start: int, end: int | None, table: str) -> None:
+    con.execute(
+        f"INSERT INTO {table} VALUES ('salesforce', 'Account', ?, ?, ?, ?, false, MAP {{}},"
+        " 'k', 'UPDATE', NULL, NULL, {'ts': ?, 'tx': 'x', 'seq': ?, 'topic': 't', 'part': 0,"
+        " 'off': 0})",
+        [
+            record,
+            version,
+            T.replace(hour=start),
+            None if end is None else T.replace(hour=end),
+            T.replace(hour=start),
+            version,
+        ],
+    )
+
+
+def test_tiled_versions_pass_and_overlaps_fail(con) -> None:
+    _version(con, "a", 1, 1, 2, "versions_closed")
+    _version(con, "a", 2, 2, None, "versions_open")
+    assert invariants.violations(con, invariants.VALIDITY_BREAKS) == (0, [])
+    _version(con, "b", 1, 1, 5, "versions_closed")
+    _version(con, "b", 2, 3, None, "versions_open")  # starts before the first one ends
+    count, sample = invariants.violations(con, invariants.VALIDITY_BREAKS)
+    assert count == 1 and "does not meet" in sample[0][-1]
+
+
+def test_duplicate_changes_are_found(con) -> None:
+    row = (
+        "k1",
+        "salesforce",
+        "Account",
+        "a",
+        "UPDATE",
+        T,
+        "tx",
+        1,
+        None,
+        None,
+        [],
+        "t",
+        0,
+        0,
+        T,
+        {},
+        None,
+        None,
+        {"ts": T, "tx": "tx", "seq": 1, "topic": "t", "part": 0, "off": 0},
+    )
+    con.execute(
+        "INSERT INTO change_events VALUES " + "(" + ", ".join(["?"] * len(row)) + ")", list(row)
+    )
+    assert invariants.violations(con, invariants.DUPLICATE_CHANGES)[0] == 0
+    con.execute(
+        "INSERT INTO change_events VALUES " + "(" + ", ".join(["?"] * len(row)) + ")", list(row)
+    )
+    assert invariants.violations(con, invariants.DUPLICATE_CHANGES)[0] == 1
+
+
+def test_range_holes_and_overlaps_are_found(con) -> None:
+    con.execute(
+        "INSERT INTO ingested_ranges VALUES ('t', 0, 0, 10, 10, NULL, now()),"
+        " ('t', 0, 10, 20, 10, NULL, now())"
+    )
+    assert invariants.violations(con, invariants.RANGE_HOLES)[0] == 0
+    con.execute(
+        "INSERT INTO ingested_ranges VALUES ('t', 0, 25, 30, 5, NULL, now()),"
+        " ('t', 0, 28, 40, 12, NULL, now())"
+    )
+    count, sample = invariants.violations(con, invariants.RANGE_HOLES)
+    assert count == 2 and {s[-1] for s in sample} == {"hole", "overlap"}
