@@ -66,6 +66,7 @@ class Settings:
     max_message_bytes: int = 1_048_576
     lookback_days: int = 7
     read_stall_timeout_s: float = 30.0
+    batch_messages: int = 100_000
     snapshot_min_interval_s: float = 0.0
     config_path: Path | None = None
 
@@ -164,6 +165,7 @@ def parse_settings(
         max_message_bytes=int(kafka.get("max_message_bytes", 1_048_576)),
         lookback_days=int(kafka.get("lookback_days", 7)),
         read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
+        batch_messages=int(kafka.get("batch_messages", 100_000)),
         snapshot_min_interval_s=float(raw.get("snapshot_min_interval_s", 0.0)),
         config_path=config_path,
     )

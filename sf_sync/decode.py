@@ -438,6 +438,8 @@ def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Se
         try:
             decode_batch(con, raw.slice(start, length), settings)
         except duckdb.Error as exc:
+            if length == 0:  # not the data: the SQL itself is broken
+                raise
             if length == 1:
                 poisoned.append((start, f"decoder failed on this message: {exc}"))
                 return

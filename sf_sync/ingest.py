@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from sf_sync.config import Settings
 from sf_sync.decode import decode_isolating
 from sf_sync.fold import fold_new_changes
 from sf_sync.kafka.client import commit_offsets, read_ranges
-from sf_sync.ranges import OffsetRange, subtract
+from sf_sync.ranges import OffsetRange, batches, subtract
 
 CRASH_ENV = "SF_SYNC_CRASH_AT"
 
@@ -85,18 +86,22 @@ def ingest_ranges(
     """Ingests ``ranges`` idempotently; running the same ranges again changes nothing."""
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
+    stats: Counter[str] = Counter()
     with warehouse.writer(settings.home, publish=True) as con:
         to_read = _uncovered(con, ranges)
-        raw = read_ranges(
-            settings.bootstrap,
-            settings.group_id,
-            to_read,
-            stall_timeout_s=settings.read_stall_timeout_s,
-        )
-        clock["kafka_read"] = time.perf_counter() - t0
-        crash_point("after_kafka_read")
-        stats = store_batch(con, settings, raw, to_read, run_id) if to_read else {}
-        clock["store"] = time.perf_counter() - t0 - clock["kafka_read"]
+        for batch in batches(to_read, settings.batch_messages):
+            t_read = time.perf_counter()
+            raw = read_ranges(
+                settings.bootstrap,
+                settings.group_id,
+                batch,
+                stall_timeout_s=settings.read_stall_timeout_s,
+            )
+            clock["kafka_read"] = clock.get("kafka_read", 0.0) + time.perf_counter() - t_read
+            crash_point("after_kafka_read")
+            t_store = time.perf_counter()
+            stats.update(store_batch(con, settings, raw, batch, run_id))
+            clock["store"] = clock.get("store", 0.0) + time.perf_counter() - t_store
         crash_point("before_publish")
     crash_point("before_offset_commit")
     committed: dict[str, int] = {}

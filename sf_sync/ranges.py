@@ -110,3 +110,29 @@ def advance(cursor: Cursor, ranges: Iterable[OffsetRange]) -> Cursor:
         parts = new.setdefault(r.topic, {})
         parts[r.partition] = max(parts.get(r.partition, 0), r.end)
     return new
+
+
+def batches(ranges: Iterable[OffsetRange], budget: int) -> list[list[OffsetRange]]:
+    """Packs ranges, cut where needed, into batches of at most ``budget`` messages each.
+
+    Bounds a run's memory whatever its ranges: each batch is read, decoded and committed
+    before the next is read.
+    """
+    if budget <= 0:
+        raise ValueError("budget must be positive")
+    out: list[list[OffsetRange]] = []
+    current: list[OffsetRange] = []
+    room = budget
+    for r in ranges:
+        start = r.start
+        while start < r.end:
+            take = min(room, r.end - start)
+            current.append(OffsetRange(r.topic, r.partition, start, start + take))
+            start += take
+            room -= take
+            if room == 0:
+                out.append(current)
+                current, room = [], budget
+    if current:
+        out.append(current)
+    return out

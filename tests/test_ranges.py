@@ -64,3 +64,14 @@ def test_cursor_round_trip_and_advance_never_goes_back() -> None:
     assert cursor == {"a": {0: 50}, "b": {3: 9}}
     assert decode_cursor(encode_cursor(cursor)) == cursor
     assert decode_cursor(None) == {}
+
+
+def test_batches_cut_ranges_to_the_budget_and_cover_them_exactly() -> None:
+    from sf_sync.ranges import batches
+
+    ranges = [OffsetRange("a", 0, 0, 250), OffsetRange("a", 1, 10, 60), OffsetRange("b", 0, 5, 5)]
+    out = batches(ranges, 100)
+    assert [sum(r.size for r in b) for b in out] == [100, 100, 100]
+    flat = [r for b in out for r in b]
+    assert sum(r.size for r in flat) == 300
+    assert flat[2] == OffsetRange("a", 0, 200, 250) and flat[3] == OffsetRange("a", 1, 10, 60)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import pyarrow as pa
@@ -143,16 +142,6 @@ def consumer(bootstrap: str, group_id: str) -> Consumer:
     )
 
 
-@dataclass
-class _Columns:
-    topic: list
-    partition: list
-    offset: list
-    timestamp: list
-    key: list
-    value: list
-
-
 def read_ranges(
     bootstrap: str,
     group_id: str,
@@ -168,9 +157,10 @@ def read_ranges(
     :class:`RangeUnavailable` when an offset is out of range.
     """
     pending = {(r.topic, r.partition): r for r in ranges if r.size > 0}
-    cols = _Columns([], [], [], [], [], [])
+    ends = {tp: r.end for tp, r in pending.items()}
     if not pending:
         return RAW_SCHEMA.empty_table()
+    batches: list[pa.RecordBatch] = []
     c = consumer(bootstrap, group_id)
     try:
         c.assign([TopicPartition(t, p, r.start) for (t, p), r in pending.items()])
@@ -181,57 +171,64 @@ def read_ranges(
                     f"no data for {stall_timeout_s:.0f}s while reading {sorted(pending)}"
                 )
             msgs = c.consume(num_messages=batch, timeout=0.5)
-            done: list[TP] = []
-            for m in msgs:
-                err = m.error()
-                tp = (m.topic(), m.partition())
-                r = pending.get(tp)
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if r is not None and m.offset() >= r.end - 1:
-                            done.append(tp)
-                        elif r is not None and m.offset() < r.end:
-                            raise RangeUnavailable(
-                                f"{tp} ends at {m.offset()}, before the range end {r.end}"
-                            )
-                        continue
-                    if err.code() == KafkaError._AUTO_OFFSET_RESET or "out of range" in str(err):
-                        raise RangeUnavailable(f"{tp}: {err.str()}")
-                    if err.fatal() or not err.retriable():
-                        raise KafkaException(err)
-                    continue
-                if r is None:
-                    continue
-                last_progress = time.monotonic()  # only data counts: errors repeat forever
-                off = m.offset()
-                if off >= r.end:
-                    done.append(tp)
-                    continue
-                cols.topic.append(tp[0])
-                cols.partition.append(tp[1])
-                cols.offset.append(off)
-                cols.timestamp.append(m.timestamp()[1])
-                cols.key.append(m.key())
-                cols.value.append(m.value())
-                if off == r.end - 1:
-                    done.append(tp)
+            errors = [m for m in msgs if m.error() is not None]
+            data = [m for m in msgs if m.error() is None] if errors else msgs
+            done = _handle_errors(errors, pending)
+            if data:
+                last_progress = time.monotonic()  # only data counts: errors can repeat forever
+                record_batch, last_offsets = _to_record_batch(data, ends)
+                batches.append(record_batch)
+                done += [tp for tp, off in last_offsets.items() if off >= ends.get(tp, -1) - 1]
             for tp in done:
-                if tp in pending:
-                    del pending[tp]
+                if pending.pop(tp, None) is not None:
                     c.pause([TopicPartition(*tp)])
     finally:
         c.close()
-    return pa.Table.from_arrays(
-        [
-            pa.array(cols.topic, pa.string()),
-            pa.array(cols.partition, pa.int32()),
-            pa.array(cols.offset, pa.int64()),
-            pa.array(cols.timestamp, pa.int64()),
-            pa.array(cols.key, pa.binary()),
-            pa.array(cols.value, pa.binary()),
-        ],
-        schema=RAW_SCHEMA,
-    )
+    return pa.Table.from_batches(batches, schema=RAW_SCHEMA)
+
+
+def _to_record_batch(msgs: list, ends: Mapping[TP, int]) -> tuple[pa.RecordBatch, dict[TP, int]]:
+    """Columns of one consumed batch, built with comprehensions (no per-message appends).
+
+    Messages past a range's end (prefetched before the partition was paused) are dropped.
+    """
+    topics = [m.topic() for m in msgs]
+    parts = [m.partition() for m in msgs]
+    offsets = [m.offset() for m in msgs]
+    last = dict(zip(zip(topics, parts, strict=True), offsets, strict=True))
+    columns = [
+        pa.array(topics, pa.string()),
+        pa.array(parts, pa.int32()),
+        pa.array(offsets, pa.int64()),
+        pa.array([m.timestamp()[1] for m in msgs], pa.int64()),
+        pa.array([m.key() for m in msgs], pa.binary()),
+        pa.array([m.value() for m in msgs], pa.binary()),
+    ]
+    rb = pa.RecordBatch.from_arrays(columns, schema=RAW_SCHEMA)
+    if any(off >= ends.get(tp, -1) for tp, off in last.items()):
+        keep = [o < ends.get((t, p), -1) for t, p, o in zip(topics, parts, offsets, strict=True)]
+        rb = rb.filter(pa.array(keep))
+    return rb, last
+
+
+def _handle_errors(errors: list, pending: Mapping[TP, OffsetRange]) -> list[TP]:
+    """Partition EOFs mark partitions done; other errors are raised or (if retriable) waited out."""
+    done: list[TP] = []
+    for m in errors:
+        err = m.error()
+        tp = (m.topic(), m.partition())
+        r = pending.get(tp)
+        if err.code() == KafkaError._PARTITION_EOF:
+            if r is not None and m.offset() >= r.end:
+                done.append(tp)
+            elif r is not None:
+                raise RangeUnavailable(f"{tp} ends at {m.offset()}, before the range end {r.end}")
+            continue
+        if err.code() == KafkaError._AUTO_OFFSET_RESET or "out of range" in str(err):
+            raise RangeUnavailable(f"{tp}: {err.str()}")
+        if err.fatal() or not err.retriable():
+            raise KafkaException(err)
+    return done
 
 
 def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dict[TP, int]:

@@ -41,13 +41,15 @@ def test_broker_stop_mid_run_loses_nothing(
     raw = yaml.safe_load(config.read_text())
     raw["kafka"]["read_stall_timeout_s"] = 4
     config.write_text(yaml.safe_dump(raw))
+    for var in ("SF_SYNC_HOME", "SF_SYNC_KAFKA_BOOTSTRAP", "SF_SYNC_KAFKA_GROUP"):
+        monkeypatch.delenv(var, raising=False)  # this test's broker, not the session's
     monkeypatch.setenv("SF_SYNC_CONFIG", str(config))
     topic = f"cdc.Account.{suffix}"
     ensure_topics(bootstrap, [topic], partitions=3)
     events = synth.generate(seed=8, records=50, events=4000)
     produce(bootstrap, topic, synth.messages(events))
 
-    env = {k: v for k, v in os.environ.items() if k != "SF_SYNC_HOME"}
+    env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "sf_sync.cli", "ingest"],
         cwd=REPO,
