@@ -7,7 +7,7 @@ from sf_sync import invariants, warehouse
 from sf_sync.resources import SfSyncResource
 
 
-def _check(sf_sync: SfSyncResource, query: str, what: str) -> dg.AssetCheckResult:
+def _check(sf_sync: SfSyncResource, query: invariants.Rule, what: str) -> dg.AssetCheckResult:
     path = sf_sync.settings().history_path
     if not path.exists():
         return dg.AssetCheckResult(passed=True, metadata={"note": "no history published yet"})
@@ -51,7 +51,7 @@ def contiguous_offset_ranges(sf_sync: SfSyncResource) -> dg.AssetCheckResult:
     description="Each record's versions tile time: no overlap, no hole, one open.",
 )
 def non_overlapping_versions(sf_sync: SfSyncResource) -> dg.AssetCheckResult:
-    return _check(sf_sync, invariants.VALIDITY_BREAKS, "broken validity intervals")
+    return _check(sf_sync, invariants.validity_breaks, "broken validity intervals")
 
 
 CHECKS = [no_duplicate_changes, contiguous_offset_ranges, non_overlapping_versions]

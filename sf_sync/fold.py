@@ -6,7 +6,13 @@ there on, in commit order: in the usual case that is only the batch itself; when
 lands before versions we already have, the record's later versions and field-history rows are
 derived again, so the history equals what in-order delivery would have given.
 
-Input: temp table ``new_changes`` (rows just added to ``change_events``, data changes only).
+Each object's versions live in wide tables (one column per field, see ``warehouse``). A
+version's state is, per field, the last value set at or before it, else the base's: one
+``last_value(... IGNORE NULLS)`` window per column. Set-to-NULL is told apart from not-set by
+coding NULL as ``chr(0)`` inside the window.
+
+Input: temp tables ``new_changes`` (rows just added to ``change_events``) and ``new_values``
+(the values those changes set, as in ``change_values``).
 """
 
 from __future__ import annotations
@@ -15,165 +21,250 @@ from dataclasses import dataclass
 
 import duckdb
 
-_KEY = "source, object, record_id"
+from sf_sync.warehouse import quote_ident, version_tables
+
 _DATA_CHANGES = "('CREATE', 'UPDATE', 'DELETE', 'UNDELETE')"
+_NULL = "chr(0)"  # stands for "set to NULL" where NULL must mean "not set"
 
 
 @dataclass(frozen=True)
 class FoldStats:
-    records: int
-    late_records: int
-    versions: int
-    field_changes: int
+    records: int = 0
+    late_records: int = 0
+    versions: int = 0
+    field_changes: int = 0
+
+    def __add__(self, other: FoldStats) -> FoldStats:
+        return FoldStats(*(a + b for a, b in zip(self.astuple(), other.astuple(), strict=True)))
+
+    def astuple(self) -> tuple[int, int, int, int]:
+        return (self.records, self.late_records, self.versions, self.field_changes)
 
 
 def fold_new_changes(con: duckdb.DuckDBPyConnection) -> FoldStats:
-    """Applies ``new_changes`` to ``versions_*`` and ``field_history`` (inside the caller's txn)."""
+    """Applies ``new_changes`` to the version tables and ``field_history`` (caller's txn)."""
+    groups = con.execute(
+        f"SELECT DISTINCT source, object FROM new_changes WHERE change_type IN {_DATA_CHANGES}"
+        " ORDER BY ALL"
+    ).fetchall()
+    total = FoldStats()
+    for source, obj in groups:
+        total = total + _fold_object(con, source, obj)
+    return total
+
+
+def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldStats:
+    key = {"source": source, "object": obj}
+    new_fields = [
+        f
+        for (f,) in con.execute(
+            "SELECT DISTINCT field FROM new_values WHERE source = $source AND object = $object"
+            " ORDER BY field",
+            key,
+        ).fetchall()
+    ]
+    open_t, closed_t = (quote_ident(t) for t in version_tables(con, source, obj, new_fields))
+    fields = [
+        f
+        for (f,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [open_t.strip('"')],
+        ).fetchall()
+    ][10:]  # after the ten bookkeeping columns
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_affected AS
-        SELECT {_KEY}, min(ord) AS min_ord FROM new_changes
-        WHERE change_type IN {_DATA_CHANGES} GROUP BY ALL;
-        CREATE OR REPLACE TEMP TABLE fold_open AS
-        SELECT o.* FROM versions_open o SEMI JOIN fold_affected USING ({_KEY});
-        CREATE OR REPLACE TEMP TABLE fold_late AS
-        SELECT a.* FROM fold_affected a JOIN fold_open o USING ({_KEY}) WHERE o.ord > a.min_ord;
-        """
+        SELECT record_id, min(ord) AS min_ord FROM new_changes
+        WHERE source = $source AND object = $object AND change_type IN {_DATA_CHANGES}
+        GROUP BY ALL
+        """,
+        key,
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE fold_open AS SELECT o.* FROM {open_t} o"
+        " SEMI JOIN fold_affected USING (record_id)"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fold_late AS SELECT a.* FROM fold_affected a"
+        " JOIN fold_open o USING (record_id) WHERE o.ord > a.min_ord"
     )
     (records,) = con.execute("SELECT count(*) FROM fold_affected").fetchone()
     (late,) = con.execute("SELECT count(*) FROM fold_late").fetchone()
-    if records == 0:
-        return FoldStats(0, 0, 0, 0)
     if late:
-        _prepare_late(con)
+        _prepare_late(con, key, closed_t)
     else:
+        con.execute("CREATE OR REPLACE TEMP TABLE fold_base AS SELECT * FROM fold_open")
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE fold_base AS SELECT * FROM fold_open;"
-            " CREATE OR REPLACE TEMP TABLE fold_replay AS SELECT * FROM new_changes"
-            f" WHERE change_type IN {_DATA_CHANGES}"
+            "CREATE OR REPLACE TEMP TABLE fold_replay AS SELECT * FROM new_changes"
+            f" WHERE source = $source AND object = $object AND change_type IN {_DATA_CHANGES}",
+            key,
         )
-    _derive(con)
-    _write(con, late=bool(late))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fold_values AS SELECT record_id, field, value, ord"
+            " FROM new_values WHERE source = $source AND object = $object",
+            key,
+        )
+    _derive(con, fields)
+    _write(con, open_t, closed_t, source, obj, late=bool(late))
     (versions,) = con.execute("SELECT count(*) FROM fold_versions").fetchone()
     (changes,) = con.execute("SELECT count(*) FROM fold_field_history").fetchone()
     return FoldStats(records, late, versions, changes)
 
 
-def _prepare_late(con: duckdb.DuckDBPyConnection) -> None:
+def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> None:
     """Base and replay when some records received changes older than their latest version."""
     (min_late_ts,) = con.execute("SELECT min(min_ord.ts) FROM fold_late").fetchone()
+    params = {**key, "ts": min_late_ts}
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_late_base AS
-        SELECT v.* FROM versions_closed v JOIN fold_late l USING ({_KEY})
+        SELECT v.* FROM {closed_t} v JOIN fold_late l USING (record_id)
         WHERE v.ord < l.min_ord
-        QUALIFY row_number() OVER (PARTITION BY {_KEY} ORDER BY v.ord DESC) = 1;
-        CREATE OR REPLACE TEMP TABLE fold_base AS
-        SELECT o.* FROM fold_open o ANTI JOIN fold_late USING ({_KEY})
-        UNION ALL SELECT * FROM fold_late_base;
+        QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY v.ord DESC) = 1
+        """
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fold_base AS"
+        " SELECT o.* FROM fold_open o ANTI JOIN fold_late USING (record_id)"
+        " UNION ALL BY NAME SELECT * FROM fold_late_base"
+    )
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE fold_replay AS
-        SELECT n.* FROM new_changes n ANTI JOIN fold_late USING ({_KEY})
-        WHERE n.change_type IN {_DATA_CHANGES}
+        SELECT n.* FROM new_changes n ANTI JOIN fold_late USING (record_id)
+        WHERE n.source = $source AND n.object = $object AND n.change_type IN {_DATA_CHANGES}
         UNION ALL BY NAME
-        SELECT c.* FROM change_events c JOIN fold_late l USING ({_KEY})
-        WHERE c.commit_timestamp >= $ts AND c.ord >= l.min_ord
-          AND c.change_type IN {_DATA_CHANGES};
+        SELECT c.* FROM change_events c JOIN fold_late l USING (record_id)
+        WHERE c.source = $source AND c.object = $object AND c.commit_timestamp >= $ts
+          AND c.ord >= l.min_ord AND c.change_type IN {_DATA_CHANGES}
         """,
-        {"ts": min_late_ts},
+        params,
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE fold_values AS
+        SELECT n.record_id, n.field, n.value, n.ord FROM new_values n
+        ANTI JOIN fold_late USING (record_id)
+        WHERE n.source = $source AND n.object = $object
+        UNION ALL
+        SELECT v.record_id, v.field, v.value, v.ord FROM change_values v
+        JOIN fold_late l USING (record_id)
+        WHERE v.source = $source AND v.object = $object AND v.ord.ts >= $ts AND v.ord >= l.min_ord
+        """,
+        params,
     )
 
 
-def _derive(con: duckdb.DuckDBPyConnection) -> None:
+def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
     """Numbers the replayed changes into versions and derives states and field changes."""
     con.execute(
-        f"""
+        """
         CREATE OR REPLACE TEMP TABLE fold_seq AS
-        SELECT r.*, coalesce(b.version, 0) + row_number() OVER w AS version,
+        SELECT r.record_id, r.ord, r.commit_timestamp, r.change_type, r.event_key,
+            r.commit_user, r.salesforce_id,
+            coalesce(b.version, 0) + row_number() OVER w AS version,
             lead(r.commit_timestamp) OVER w AS next_ts,
             coalesce(last_value(CASE r.change_type WHEN 'DELETE' THEN true
                                                    WHEN 'UPDATE' THEN NULL ELSE false END
                                 IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING
                                                          AND CURRENT ROW),
-                     b.is_deleted, false) AS now_deleted
-        FROM fold_replay r LEFT JOIN fold_base b USING ({_KEY})
-        WINDOW w AS (PARTITION BY {_KEY} ORDER BY r.ord);
-
-        CREATE OR REPLACE TEMP TABLE fold_sets AS
-        SELECT {_KEY}, version, ord, kv.key AS field, kv.value AS value
-        FROM (SELECT {_KEY}, version, ord, unnest(map_entries(field_values)) AS kv FROM fold_seq);
-
+                     b.is_deleted, false) AS is_deleted
+        FROM fold_replay r LEFT JOIN fold_base b USING (record_id)
+        WINDOW w AS (PARTITION BY r.record_id ORDER BY r.ord)
+        """
+    )
+    base_of = (
+        "CASE v.field " + " ".join(f"WHEN '{f}' THEN b.{quote_ident(f)}" for f in fields) + " END"
+        if fields
+        else "NULL"
+    )
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE fold_field_history AS
-        SELECT s.object, s.record_id, s.field,
-            CASE WHEN lag(s.version) OVER f IS NULL THEN b.state[s.field]
-                 ELSE lag(s.value) OVER f END AS old_value,
-            s.value AS new_value, q.commit_timestamp AS changed_at, q.change_type,
-            q.commit_user AS changed_by, s.source, q.event_key, s.version, s.ord
-        FROM fold_sets s
-        JOIN fold_seq q USING ({_KEY}, version)
-        LEFT JOIN fold_base b
-          ON b.source = s.source AND b.object = s.object AND b.record_id = s.record_id
-        WINDOW f AS (PARTITION BY s.source, s.object, s.record_id, s.field ORDER BY s.ord)
-        QUALIFY old_value IS DISTINCT FROM new_value;
-
-        CREATE OR REPLACE TEMP TABLE fold_overlay AS
-        WITH fields AS (SELECT DISTINCT {_KEY}, field FROM fold_sets),
-        grid AS (
-            SELECT q.source, q.object, q.record_id, q.version, f.field,
-                last_value(CASE WHEN s.field IS NOT NULL THEN {{'v': s.value}} END IGNORE NULLS)
-                    OVER (PARTITION BY q.source, q.object, q.record_id, f.field
-                          ORDER BY q.version ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-                    AS latest
-            FROM fold_seq q JOIN fields f USING ({_KEY})
-            LEFT JOIN fold_sets s USING ({_KEY}, version, field))
-        SELECT {_KEY}, version,
-            map_from_entries(list({{'key': field, 'value': latest.v}} ORDER BY field)) AS overlay
-        FROM grid WHERE latest IS NOT NULL GROUP BY ALL;
-
+        SELECT v.record_id, v.field,
+            CASE WHEN lag(v.ord) OVER f IS NULL THEN {base_of} ELSE lag(v.value) OVER f END
+                AS old_value,
+            v.value AS new_value, q.commit_timestamp AS changed_at, q.change_type,
+            q.commit_user AS changed_by, q.event_key, q.version, v.ord
+        FROM fold_values v
+        JOIN fold_seq q USING (record_id, ord)
+        LEFT JOIN fold_base b USING (record_id)
+        WINDOW f AS (PARTITION BY v.record_id, v.field ORDER BY v.ord)
+        QUALIFY old_value IS DISTINCT FROM new_value
+        """
+    )
+    coded = ", ".join(
+        f"max(CASE WHEN field = '{f}' THEN coalesce(value, {_NULL}) END) AS {quote_ident(f)}"
+        for f in fields
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fold_sets AS SELECT record_id, ord"
+        + (f", {coded}" if coded else "")
+        + " FROM fold_values GROUP BY record_id, ord"
+    )
+    states = ", ".join(
+        f"CASE WHEN last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w IS NULL"
+        f" THEN b.{quote_ident(f)}"
+        f" ELSE nullif(last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w, {_NULL})"
+        f" END AS {quote_ident(f)}"
+        for f in fields
+    )
+    con.execute(
+        f"""
         CREATE OR REPLACE TEMP TABLE fold_versions AS
-        SELECT q.source, q.object, q.record_id, q.version, q.commit_timestamp AS valid_from,
-            q.next_ts AS valid_to, q.now_deleted AS is_deleted,
-            map_concat(coalesce(b.state, MAP {{}}::MAP(VARCHAR, VARCHAR)),
-                       coalesce(o.overlay, MAP {{}}::MAP(VARCHAR, VARCHAR))) AS state,
-            q.event_key, q.change_type, q.commit_user AS changed_by,
+        SELECT q.record_id, q.version, q.commit_timestamp AS valid_from, q.next_ts AS valid_to,
+            q.is_deleted, q.event_key, q.change_type, q.commit_user AS changed_by,
             coalesce(q.salesforce_id, b.salesforce_id) AS salesforce_id, q.ord
+            {", " + states if states else ""}
         FROM fold_seq q
-        LEFT JOIN fold_base b
-          ON b.source = q.source AND b.object = q.object AND b.record_id = q.record_id
-        LEFT JOIN fold_overlay o
-          ON o.source = q.source AND o.object = q.object AND o.record_id = q.record_id
-         AND o.version = q.version;
+        LEFT JOIN fold_sets s USING (record_id, ord)
+        LEFT JOIN fold_base b USING (record_id)
+        WINDOW w AS (PARTITION BY q.record_id ORDER BY q.ord
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
         """
     )
 
 
-def _write(con: duckdb.DuckDBPyConnection, *, late: bool) -> None:
+def _write(
+    con: duckdb.DuckDBPyConnection, open_t: str, closed_t: str, source: str, obj: str, *, late: bool
+) -> None:
     """Replaces the affected records' open rows, appends closed ones and field changes."""
     if late:
         con.execute(
-            """
-            DELETE FROM versions_closed v USING fold_late l
-            WHERE v.source = l.source AND v.object = l.object AND v.record_id = l.record_id
+            f"""
+            DELETE FROM {closed_t} v USING fold_late l
+            WHERE v.record_id = l.record_id
               AND v.ord >= coalesce((SELECT b.ord FROM fold_late_base b
-                                     WHERE b.source = l.source AND b.object = l.object
-                                       AND b.record_id = l.record_id), l.min_ord);
-            DELETE FROM field_history h USING fold_late l
-            WHERE h.source = l.source AND h.object = l.object AND h.record_id = l.record_id
-              AND h.ord >= l.min_ord;
+                                     WHERE b.record_id = l.record_id), l.min_ord)
             """
         )
+        con.execute(
+            """
+            DELETE FROM field_history h USING fold_late l
+            WHERE h.source = $source AND h.object = $object AND h.record_id = l.record_id
+              AND h.ord >= l.min_ord
+            """,
+            {"source": source, "object": obj},
+        )
+    con.execute(f"DELETE FROM {open_t} o USING fold_affected a WHERE o.record_id = a.record_id")
     con.execute(
         f"""
-        DELETE FROM versions_open o USING fold_affected a
-        WHERE o.source = a.source AND o.object = a.object AND o.record_id = a.record_id;
-        INSERT INTO versions_closed
+        INSERT INTO {closed_t} BY NAME
         SELECT b.* REPLACE (f.first_ts AS valid_to)
-        FROM fold_base b JOIN (SELECT {_KEY}, min(valid_from) AS first_ts FROM fold_versions
-                               GROUP BY ALL) f USING ({_KEY});
-        INSERT INTO versions_closed SELECT * FROM fold_versions WHERE valid_to IS NOT NULL;
-        INSERT INTO versions_open SELECT * FROM fold_versions WHERE valid_to IS NULL;
-        INSERT INTO field_history SELECT * FROM fold_field_history;
-        INSERT INTO object_fields
-        SELECT DISTINCT source, object, field FROM fold_sets
-        EXCEPT SELECT source, object, field FROM object_fields;
+        FROM fold_base b JOIN (SELECT record_id, min(valid_from) AS first_ts
+                               FROM fold_versions GROUP BY ALL) f USING (record_id)
         """
+    )
+    con.execute(
+        f"INSERT INTO {closed_t} BY NAME SELECT * FROM fold_versions WHERE valid_to IS NOT NULL"
+    )
+    con.execute(f"INSERT INTO {open_t} BY NAME SELECT * FROM fold_versions WHERE valid_to IS NULL")
+    con.execute(
+        """
+        INSERT INTO field_history
+        SELECT $object, record_id, field, old_value, new_value, changed_at, change_type,
+               changed_by, $source, event_key, version, ord
+        FROM fold_field_history
+        """,
+        {"source": source, "object": obj},
     )

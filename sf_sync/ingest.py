@@ -259,7 +259,15 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
         """,
         {"now": now, "lo": lo, "hi": hi},
     )
-    con.execute("INSERT INTO change_events BY NAME SELECT * FROM new_changes")
+    con.execute("INSERT INTO change_events BY NAME SELECT * EXCLUDE (ev) FROM new_changes")
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE new_values AS
+        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value, n.ord
+        FROM new_changes n JOIN batch_fields f USING (ev)
+        """
+    )
+    con.execute("INSERT INTO change_values SELECT * FROM new_values")
     (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
     return {
         "dead_letters": dead,

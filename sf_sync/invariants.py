@@ -5,7 +5,11 @@ Used by the Dagster asset checks and by the tests; an empty result means the rul
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
+
+from sf_sync.warehouse import all_version_tables, literal, quote_ident
 
 DUPLICATE_CHANGES = """
 SELECT source, event_key, record_id, count(*) AS copies
@@ -27,15 +31,15 @@ SELECT topic, kafka_partition, prev_end AS expected_start, start_offset AS found
 FROM r WHERE prev_end IS NOT NULL AND start_offset <> prev_end
 """
 
-VALIDITY_BREAKS = """
+_VALIDITY_BREAKS = """
 WITH v AS (
-    SELECT source, object, record_id, version, valid_from, valid_to FROM versions_closed
+    SELECT record_id, version, valid_from, valid_to FROM {closed}
     UNION ALL
-    SELECT source, object, record_id, version, valid_from, valid_to FROM versions_open),
+    SELECT record_id, version, valid_from, valid_to FROM {open}),
 w AS (
     SELECT *, lead(valid_from) OVER k AS next_from, lead(version) OVER k AS next_version
-    FROM v WINDOW k AS (PARTITION BY source, object, record_id ORDER BY version))
-SELECT source, object, record_id, version,
+    FROM v WINDOW k AS (PARTITION BY record_id ORDER BY version))
+SELECT {source} AS source, {object} AS object, record_id, version,
     CASE WHEN next_version IS NULL AND valid_to IS NOT NULL THEN 'latest version is closed'
          WHEN next_version IS NOT NULL AND valid_to IS NULL THEN 'open version is not latest'
          WHEN next_version <> version + 1 THEN 'version numbers skip'
@@ -44,13 +48,34 @@ SELECT source, object, record_id, version,
     END AS problem
 FROM w WHERE problem IS NOT NULL
 UNION ALL
-SELECT source, object, record_id, NULL, 'several open versions'
-FROM versions_open GROUP BY ALL HAVING count(*) > 1
+SELECT {source}, {object}, record_id, NULL, 'several open versions'
+FROM {open} GROUP BY ALL HAVING count(*) > 1
 """
 
 
-def violations(con: duckdb.DuckDBPyConnection, query: str, limit: int = 20) -> tuple[int, list]:
+def validity_breaks(con: duckdb.DuckDBPyConnection) -> str:
+    """Versions of a record that overlap, leave holes, or are not numbered 1, 2, 3...
+
+    One query per object's version tables, joined; built from the registry of those tables.
+    """
+    parts = [
+        _VALIDITY_BREAKS.format(
+            open=quote_ident(o), closed=quote_ident(c), source=literal(s), object=literal(obj)
+        )
+        for s, obj, o, c in all_version_tables(con)
+    ]
+    return " UNION ALL ".join(f"({p})" for p in parts) or (
+        "SELECT NULL AS source, NULL AS object, NULL AS record_id, NULL AS version,"
+        " NULL AS problem WHERE false"
+    )
+
+
+Rule = str | Callable[[duckdb.DuckDBPyConnection], str]
+
+
+def violations(con: duckdb.DuckDBPyConnection, rule: Rule, limit: int = 20) -> tuple[int, list]:
     """How many rows break the rule, and the first ``limit`` of them."""
+    query = rule(con) if callable(rule) else rule
     (count,) = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
     sample = con.execute(f"SELECT * FROM ({query}) LIMIT {int(limit)}").fetchall() if count else []
     return count, sample

@@ -4,9 +4,13 @@ Layout (the public contract is ``docs/contract.md``):
 
 * ``change_events``, ``field_history``, ``gaps``, ``dead_letters``, ``ingested_ranges``:
   append-mostly tables.
-* ``versions_closed`` (every superseded version) and ``versions_open`` (the latest version of
-  each record) hold the SCD2 history. Splitting them keeps a batch's cost proportional to the
-  batch: the fold reads and rewrites only open rows, and appends closed ones.
+* ``change_values``: every value each change set (no-ops included), for re-deriving history.
+* Per source and object, ``sv_<source>_<object>_closed`` (every superseded version) and
+  ``sv_<source>_<object>_open`` (the latest version of each record) hold the SCD2 history with
+  one VARCHAR column per field (added as fields appear). Splitting open from closed keeps a
+  batch's cost proportional to the batch: the fold reads and rewrites only open rows and
+  appends closed ones. Wide columns, not a MAP per version: the fold derives states with one
+  window function per column, an order of magnitude faster than building maps here.
 * ``<object>_versions`` / ``<object>_current`` are views with the object's flat field names.
 
 There are deliberately no primary keys: DuckDB's ART-index upserts cost seconds per 10,000 rows
@@ -46,7 +50,6 @@ CREATE TABLE IF NOT EXISTS change_events (
     kafka_partition INTEGER NOT NULL,
     kafka_offset BIGINT NOT NULL,
     ingested_at TIMESTAMPTZ NOT NULL,
-    field_values MAP(VARCHAR, VARCHAR),
     salesforce_id VARCHAR,
     replay_id VARCHAR,
     ord {ORD_TYPE} NOT NULL
@@ -65,22 +68,21 @@ CREATE TABLE IF NOT EXISTS field_history (
     version INTEGER NOT NULL,
     ord {ORD_TYPE} NOT NULL
 );
-CREATE TABLE IF NOT EXISTS versions_open (
+CREATE TABLE IF NOT EXISTS change_values (
     source VARCHAR NOT NULL,
     object VARCHAR NOT NULL,
     record_id VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    valid_from TIMESTAMPTZ NOT NULL,
-    valid_to TIMESTAMPTZ,
-    is_deleted BOOLEAN NOT NULL,
-    state MAP(VARCHAR, VARCHAR) NOT NULL,
     event_key VARCHAR NOT NULL,
-    change_type VARCHAR NOT NULL,
-    changed_by VARCHAR,
-    salesforce_id VARCHAR,
+    field VARCHAR NOT NULL,
+    value VARCHAR,
     ord {ORD_TYPE} NOT NULL
 );
-CREATE TABLE IF NOT EXISTS versions_closed AS SELECT * FROM versions_open LIMIT 0;
+CREATE TABLE IF NOT EXISTS version_tables (
+    source VARCHAR NOT NULL,
+    object VARCHAR NOT NULL,
+    open_table VARCHAR NOT NULL,
+    closed_table VARCHAR NOT NULL
+);
 CREATE TABLE IF NOT EXISTS gaps (
     gap_key VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
@@ -177,53 +179,119 @@ def writer(
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
+VERSION_COLUMNS = f"""
+    record_id VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    valid_from TIMESTAMPTZ NOT NULL,
+    valid_to TIMESTAMPTZ,
+    is_deleted BOOLEAN NOT NULL,
+    event_key VARCHAR NOT NULL,
+    change_type VARCHAR NOT NULL,
+    changed_by VARCHAR,
+    salesforce_id VARCHAR,
+    ord {ORD_TYPE} NOT NULL
+"""
+BASE_VERSION_COLUMNS = (
+    "record_id",
+    "version",
+    "valid_from",
+    "valid_to",
+    "is_deleted",
+    "event_key",
+    "change_type",
+    "changed_by",
+    "salesforce_id",
+    "ord",
+)
+
+
 def object_view_name(source: str, obj: str, suffix: str) -> str:
     """``account_versions`` for Salesforce, ``webapp_account_versions`` for the other system."""
     base = obj.lower()
     return f"{base}_{suffix}" if source == "salesforce" else f"{source.lower()}_{base}_{suffix}"
 
 
-def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) -> list[str]:
-    """(Re)creates ``<object>_versions`` and ``<object>_current`` with one column per field.
-
-    Fields come from ``object_fields`` (every field ever seen), so a new field appears as a
-    column without a migration.
-    """
-    fields: dict[tuple[str, str], list[str]] = {}
-    for source, obj, field in con.execute(
-        "SELECT source, object, field FROM object_fields ORDER BY ALL"
-    ).fetchall():
-        if _IDENT.match(field) and field != "Id":
-            fields.setdefault((source, obj), []).append(field)
-    created = []
-    for (source, obj), names in fields.items():
-        id_col = "Id" if source == "salesforce" else "record_key"
-        cols = ",\n  ".join(
-            f"state[{_literal(f)}] AS {quote_ident(f)}" for f in names if f != id_col
+def version_tables(
+    con: duckdb.DuckDBPyConnection, source: str, obj: str, fields: list[str]
+) -> tuple[str, str]:
+    """The (open, closed) tables of one object, created or widened to hold ``fields``."""
+    if not (_IDENT.match(source) and _IDENT.match(obj)):
+        raise ValueError(f"unsafe source or object name {source!r}/{obj!r}")
+    found = con.execute(
+        "SELECT open_table, closed_table FROM version_tables WHERE source = ? AND object = ?",
+        [source, obj],
+    ).fetchone()
+    if found:
+        open_t, closed_t = found
+    else:
+        open_t = f"sv_{source}_{obj}_open".lower()
+        closed_t = f"sv_{source}_{obj}_closed".lower()
+        for table in (open_t, closed_t):
+            con.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} ({VERSION_COLUMNS})")
+        con.execute(
+            "INSERT INTO version_tables VALUES (?, ?, ?, ?)", [source, obj, open_t, closed_t]
         )
-        sf_id = "" if source == "salesforce" else "salesforce_id,\n  "
-        select = f"""SELECT record_id AS {quote_ident(id_col)},
-  {sf_id}{cols},
-  valid_from, valid_to, valid_to IS NULL AS is_current, is_deleted, version,
-  event_key, change_type, changed_by
-FROM {{table}} WHERE source = {_literal(source)} AND object = {_literal(obj)}"""
+    have = set(table_columns(con, open_t))
+    for field in fields:
+        if field not in have:
+            for table in (open_t, closed_t):
+                con.execute(
+                    f"ALTER TABLE {quote_ident(table)} ADD COLUMN IF NOT EXISTS "
+                    f"{quote_ident(field)} VARCHAR"
+                )
+    return open_t, closed_t
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [
+        c
+        for (c,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+            [table],
+        ).fetchall()
+    ]
+
+
+def field_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The field columns of a version table, in the order they first appeared."""
+    return [c for c in table_columns(con, table) if c not in BASE_VERSION_COLUMNS]
+
+
+def all_version_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str]]:
+    return con.execute(
+        "SELECT source, object, open_table, closed_table FROM version_tables ORDER BY ALL"
+    ).fetchall()
+
+
+def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) -> list[str]:
+    """(Re)creates ``<object>_versions`` and ``<object>_current`` over the version tables."""
+    created = []
+    for source, obj, open_t, closed_t in all_version_tables(con):
+        id_col = "Id" if source == "salesforce" else "record_key"
+        fields = ", ".join(quote_ident(f) for f in field_columns(con, open_t) if f != id_col)
+        sf_id = "" if source == "salesforce" else "salesforce_id, "
+        select = (
+            f"SELECT record_id AS {quote_ident(id_col)}, {sf_id}{fields}{',' if fields else ''}"
+            " valid_from, valid_to, valid_to IS NULL AS is_current, is_deleted, version,"
+            " event_key, change_type, changed_by FROM {table}"
+        )
         versions = object_view_name(source, obj, "versions")
         current = object_view_name(source, obj, "current")
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_ident(versions)} AS "
-            + select.format(table="versions_closed")
+            + select.format(table=quote_ident(closed_t))
             + " UNION ALL "
-            + select.format(table="versions_open")
+            + select.format(table=quote_ident(open_t))
         )
         con.execute(
             f"CREATE OR REPLACE VIEW {quote_ident(current)} AS "
-            + select.format(table="versions_open")
+            + select.format(table=quote_ident(open_t))
         )
         created += [versions, current]
     if lake_dir is not None and any(
         (lake_dir / "raw_events").glob("topic=*/event_date=*/*.parquet")
     ):
-        pattern = _literal(str(lake_dir / "raw_events" / "*" / "*" / "*.parquet"))
+        pattern = literal(str(lake_dir / "raw_events" / "*" / "*" / "*.parquet"))
         con.execute(
             "CREATE OR REPLACE VIEW raw_events AS SELECT * FROM read_parquet("
             f"{pattern}, hive_partitioning = true)"
@@ -232,7 +300,8 @@ FROM {{table}} WHERE source = {_literal(source)} AND object = {_literal(obj)}"""
     return created
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
+    """Quotes a string as a SQL literal."""
     return "'" + text.replace("'", "''") + "'"
 
 

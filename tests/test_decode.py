@@ -48,12 +48,17 @@ def con() -> duckdb.DuckDBPyConnection:
 
 
 def changes(con, *messages) -> list[dict]:
+    """Decoded (event, record) rows, each with the ``field_values`` its event sets."""
     decode_batch(con, raw(*messages), load_settings())
-    return (
-        con.execute("SELECT * FROM batch_changes ORDER BY kafka_offset, record_id")
-        .df()
-        .to_dict("records")
-    )
+    rel = con.sql("SELECT * FROM batch_changes ORDER BY kafka_offset, record_id")
+    rows = [dict(zip(rel.columns, r, strict=True)) for r in rel.fetchall()]
+    for row in rows:
+        row["field_values"] = dict(
+            con.execute(
+                "SELECT field, value FROM batch_fields WHERE ev = ?", [row["ev"]]
+            ).fetchall()
+        )
+    return rows
 
 
 def test_create_sets_every_valued_field_with_flat_compound_names(con) -> None:

@@ -19,11 +19,12 @@ def con(tmp_path) -> duckdb.DuckDBPyConnection:
     return c
 
 
-def _version(con, record: str, version: int, start: int, end: int | None, table: str) -> None:
+def _version(con, record: str, version: int, start: int, end: int | None, which: str) -> None:
+    open_t, closed_t = warehouse.version_tables(con, "salesforce", "Account", ["Name"])
     con.execute(
-        f"INSERT INTO {table} VALUES ('salesforce', 'Account', ?, ?, ?, ?, false, MAP {{}},"
-        " 'k', 'UPDATE', NULL, NULL, {'ts': ?, 'tx': 'x', 'seq': ?, 'topic': 't', 'part': 0,"
-        " 'off': 0})",
+        f"INSERT INTO {open_t if which == 'open' else closed_t} VALUES (?, ?, ?, ?, false, 'k',"
+        " 'UPDATE', NULL, NULL, {'ts': ?, 'tx': 'x', 'seq': ?, 'topic': 't', 'part': 0,"
+        " 'off': 0}, 'n')",
         [
             record,
             version,
@@ -36,12 +37,12 @@ def _version(con, record: str, version: int, start: int, end: int | None, table:
 
 
 def test_tiled_versions_pass_and_overlaps_fail(con) -> None:
-    _version(con, "a", 1, 1, 2, "versions_closed")
-    _version(con, "a", 2, 2, None, "versions_open")
-    assert invariants.violations(con, invariants.VALIDITY_BREAKS) == (0, [])
-    _version(con, "b", 1, 1, 5, "versions_closed")
-    _version(con, "b", 2, 3, None, "versions_open")  # starts before the first one ends
-    count, sample = invariants.violations(con, invariants.VALIDITY_BREAKS)
+    _version(con, "a", 1, 1, 2, "closed")
+    _version(con, "a", 2, 2, None, "open")
+    assert invariants.violations(con, invariants.validity_breaks) == (0, [])
+    _version(con, "b", 1, 1, 5, "closed")
+    _version(con, "b", 2, 3, None, "open")  # starts before the first one ends
+    count, sample = invariants.violations(con, invariants.validity_breaks)
     assert count == 1 and "does not meet" in sample[0][-1]
 
 
@@ -62,7 +63,6 @@ def test_duplicate_changes_are_found(con) -> None:
         0,
         0,
         T,
-        {},
         None,
         None,
         {"ts": T, "tx": "tx", "seq": 1, "topic": "t", "part": 0, "off": 0},

@@ -568,6 +568,9 @@ def _write_server_properties(paths: BrokerPaths, port: int, ctrl_port: int) -> N
         "log.retention.hours": "168",
         # single node: internal topics cannot have more than one replica
         "offsets.topic.replication.factor": "1",
+        # A single local broker: few offsets partitions, so the first group operation on a new
+        # broker does not wait for 50 partitions to be created.
+        "offsets.topic.num.partitions": "3",
         "transaction.state.log.replication.factor": "1",
         "transaction.state.log.min.isr": "1",
         "share.coordinator.state.topic.replication.factor": "1",

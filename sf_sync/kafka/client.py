@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 import pyarrow as pa
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from sf_sync.decode import RAW_SCHEMA
@@ -58,6 +64,12 @@ def _with_retries(action: Callable[[], T], *, attempts: int = 20, pause_s: float
     raise AssertionError("unreachable")
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return str(exc.args[0]) if exc.args else type(exc).__name__
+
+
 def admin_client(bootstrap: str, timeout_s: float = 5.0) -> AdminClient:
     return AdminClient(
         {
@@ -94,12 +106,15 @@ def list_offsets(
 
     def ask() -> dict[TP, int]:
         futures = admin.list_offsets(request, request_timeout=timeout_s)
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        return {
+            (tp.topic, tp.partition): f.result(timeout=timeout_s + 1).offset
+            for tp, f in futures.items()
+        }
 
     try:
         return _with_retries(ask, attempts=8)
-    except KafkaException as exc:
-        raise BrokerUnavailable(f"cannot list offsets: {exc.args[0]}") from None
+    except (KafkaException, TimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot list offsets: {_reason(exc)}") from None
 
 
 def end_offsets(admin: AdminClient, tps: Iterable[TP], timeout_s: float = 5.0) -> dict[TP, int]:
@@ -122,7 +137,7 @@ def offsets_at(
     return {tp: (off if off >= 0 else ends[tp]) for tp, off in found.items()}
 
 
-def consumer(bootstrap: str, group_id: str) -> Consumer:
+def consumer(bootstrap: str, group_id: str, **extra: object) -> Consumer:
     """A consumer tuned for reading large fixed ranges quickly; it never commits on its own."""
     return Consumer(
         {
@@ -138,6 +153,7 @@ def consumer(bootstrap: str, group_id: str) -> Consumer:
             "fetch.wait.max.ms": 50,
             "socket.timeout.ms": 10000,
             "reconnect.backoff.max.ms": 1000,
+            **extra,
         }
     )
 
@@ -231,6 +247,28 @@ def _handle_errors(errors: list, pending: Mapping[TP, OffsetRange]) -> list[TP]:
     return done
 
 
+def committed_offsets(bootstrap: str, group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
+    """The group's committed offsets (partitions without one are left out).
+
+    Through the admin API, with timeouts: a consumer's ``committed``/``commit``/``close`` can
+    block indefinitely while no coordinator answers.
+    """
+    request = [ConsumerGroupTopicPartitions(group_id, [TopicPartition(t, p) for t, p in tps])]
+    if not request[0].topic_partitions:
+        return {}
+
+    def ask() -> dict[TP, int]:
+        admin = admin_client(bootstrap)  # kept alive until the future resolves
+        future = admin.list_consumer_group_offsets(request, request_timeout=30)[group_id]
+        got = future.result(timeout=31).topic_partitions
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
+
+    try:
+        return _with_retries(ask, attempts=6)
+    except (KafkaException, TimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot read committed offsets: {_reason(exc)}") from None
+
+
 def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dict[TP, int]:
     """Moves the group's committed offsets forward to ``ends`` (never backwards).
 
@@ -239,32 +277,24 @@ def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dic
     """
     if not ends:
         return {}
-    c = consumer(bootstrap, group_id)
-    try:
-        tps = [TopicPartition(t, p) for t, p in ends]
-        got = _with_retries(lambda: c.committed(tps, timeout=10))
-        current = {(tp.topic, tp.partition): tp.offset for tp in got}
-        forward = [
-            TopicPartition(t, p, off)
-            for (t, p), off in ends.items()
-            if current.get((t, p), -1) < off
-        ]
-        if forward:
-            _with_retries(lambda: c.commit(offsets=forward, asynchronous=False))
-        return {(tp.topic, tp.partition): tp.offset for tp in forward}
-    finally:
-        c.close()
+    current = committed_offsets(bootstrap, group_id, ends)
+    forward = [
+        TopicPartition(t, p, off) for (t, p), off in ends.items() if current.get((t, p), -1) < off
+    ]
+    if not forward:
+        return {}
 
+    def commit() -> None:
+        admin = admin_client(bootstrap)  # kept alive until the future resolves
+        future = admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group_id, forward)], request_timeout=30
+        )[group_id]
+        for tp in future.result(timeout=31).topic_partitions:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
 
-def committed_offsets(admin_bootstrap: str, group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
-    """The group's committed offsets (partitions without one are left out)."""
-    c = consumer(admin_bootstrap, group_id)
     try:
-        request = [TopicPartition(t, p) for t, p in tps]
-        try:
-            got = _with_retries(lambda: c.committed(request, timeout=10), attempts=6)
-        except KafkaException as exc:
-            raise BrokerUnavailable(f"cannot read committed offsets: {exc.args[0]}") from None
-        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
-    finally:
-        c.close()
+        _with_retries(commit)
+    except (KafkaException, TimeoutError) as exc:
+        raise BrokerUnavailable(f"cannot commit offsets: {_reason(exc)}") from None
+    return {(tp.topic, tp.partition): tp.offset for tp in forward}

@@ -59,9 +59,8 @@ def _snapshot(home: Path) -> dict[str, list]:
             "SELECT * EXCLUDE (ingested_at) FROM change_events ORDER BY ALL"
         ).fetchall(),
         "field_history": con.execute("SELECT * FROM field_history ORDER BY ALL").fetchall(),
-        "versions": con.execute(
-            "SELECT * FROM versions_closed UNION ALL SELECT * FROM versions_open ORDER BY ALL"
-        ).fetchall(),
+        "versions": con.execute("SELECT * FROM account_versions ORDER BY ALL").fetchall(),
+        "change_values": con.execute("SELECT * FROM change_values ORDER BY ALL").fetchall(),
         "dead_letters": con.execute(
             "SELECT * EXCLUDE (received_at) FROM dead_letters ORDER BY ALL"
         ).fetchall(),
