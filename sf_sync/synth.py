@@ -95,6 +95,8 @@ def generate(
     out: list[LogicalEvent] = []
     live: dict[str, dict[str, object]] = {}
     deleted: dict[str, dict[str, object]] = {}
+    live_ids = _Pool()
+    deleted_ids = _Pool()
 
     def tx() -> str:
         return f"{rnd.getrandbits(32):08x}-{rnd.getrandbits(16):04x}-{rnd.getrandbits(16):04x}"
@@ -115,22 +117,25 @@ def generate(
                 "LastModifiedDate": iso(ms),
             }
             live[rid] = {k: v for k, v in values.items() if v is not None}
+            live_ids.add(rid)
             out.append(LogicalEvent("CREATE", [rid], ms, tx(), 1, user, values))
             continue
         roll = rnd.random()
         if roll < 0.03 and live:
-            rid = rnd.choice(sorted(live))
+            rid = live_ids.pop_random(rnd)
             deleted[rid] = live.pop(rid)
+            deleted_ids.add(rid)
             out.append(LogicalEvent("DELETE", [rid], ms, tx(), 1, user))
         elif roll < 0.05 and deleted:
-            rid = rnd.choice(sorted(deleted))
+            rid = deleted_ids.pop_random(rnd)
+            live_ids.add(rid)
             state = deleted.pop(rid) | {"LastModifiedDate": iso(ms), "LastModifiedById": user}
             live[rid] = state
             out.append(LogicalEvent("UNDELETE", [rid], ms, tx(), 1, user, dict(state)))
         elif live:
-            ids = [rnd.choice(sorted(live))]
+            ids = [rnd.choice(live_ids.items)]
             if roll > 0.97 and len(live) > 1:
-                ids = rnd.sample(sorted(live), 2)
+                ids = rnd.sample(live_ids.items, 2)
             ev = LogicalEvent("UPDATE", ids, ms, tx(), 1, user)
             if rnd.random() < 0.25:
                 ev.values |= _address("Billing", rnd)
@@ -149,6 +154,26 @@ def generate(
                     live[rid].pop(k, None)
             out.append(ev)
     return out
+
+
+class _Pool:
+    """Ids to pick from at random in O(1), in a reproducible order."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, item: str) -> None:
+        self._index[item] = len(self.items)
+        self.items.append(item)
+
+    def pop_random(self, rnd: random.Random) -> str:
+        i = rnd.randrange(len(self.items))
+        item, last = self.items[i], self.items[-1]
+        self.items[i], self._index[last] = last, i
+        self.items.pop()
+        del self._index[item]
+        return item
 
 
 # ---- rendering -------------------------------------------------------------------------

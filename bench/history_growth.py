@@ -1,0 +1,134 @@
+"""Folding a 10,000-event batch into a small and a large history: the cost must follow the batch.
+
+    .venv/bin/python bench/history_growth.py --small 100000 --large 10000000
+
+For each size N it builds a warehouse holding N versions (N/10 accounts with ten versions each,
+and as many rows in change_events, change_values and field_history), all committed before the
+batch, then times ``store_batch`` (decode + dedupe + fold + write, in one transaction, exactly
+the run's path minus Kafka) for the same 10,000 CometD events touching 1,000 of those accounts.
+Each size is measured on fresh copies, three batches each; the median is reported, and the
+ratio large/small (target: at most 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow as pa
+
+from sf_sync import synth, warehouse
+from sf_sync.config import load_settings
+from sf_sync.decode import RAW_SCHEMA
+from sf_sync.ingest import store_batch
+from sf_sync.ranges import OffsetRange
+
+TOPIC = "salesforce.cdc.Account"
+FIELDS = ["Name", "Phone", "Industry", "BillingCity", "LastModifiedDate"]
+
+
+def build(home: Path, versions: int) -> None:
+    records = max(1, versions // 10)
+    with warehouse.writer(home) as con:
+        open_t, closed_t = warehouse.version_tables(con, "salesforce", "Account", FIELDS)
+        ids = "(SELECT i, 'x' || lpad(i::VARCHAR, 14, '0') AS rid FROM range({n}) t(i))"
+        ord_ = (
+            "{'ts': TIMESTAMPTZ '2023-01-01' + to_seconds(i), 'tx': 't' || i, 'seq': 1,"
+            " 'topic': 'h', 'part': 0, 'off': i}"
+        )
+        con.execute(f"""
+            INSERT INTO change_events
+            SELECT 'Account:t' || i || ':1', 'salesforce', 'Account', rid, 'UPDATE',
+                   TIMESTAMPTZ '2023-01-01' + to_seconds(i), 't' || i, 1, NULL, 'u', ['Phone'],
+                   'h', 0, i, now(), NULL, NULL, {ord_}
+            FROM {ids.format(n=versions)}""")
+        con.execute(f"""
+            INSERT INTO change_values
+            SELECT 'salesforce', 'Account', rid, 'Account:t' || i || ':1', 'Phone', 'p' || i,
+                   {ord_} FROM {ids.format(n=versions)}""")
+        con.execute(f"""
+            INSERT INTO field_history
+            SELECT 'Account', rid, 'Phone', NULL, 'p' || i, TIMESTAMPTZ '2023-01-01'
+                   + to_seconds(i), 'UPDATE', 'u', 'salesforce', 'Account:t' || i || ':1', 1,
+                   {ord_} FROM {ids.format(n=versions)}""")
+        cols = (
+            "record_id, version, valid_from, valid_to, is_deleted, event_key, change_type,"
+            " changed_by, salesforce_id, ord, " + ", ".join(f'"{f}"' for f in FIELDS)
+        )
+        vals = ", ".join(f"'{f}' || i" for f in FIELDS)
+        con.execute(f"""
+            INSERT INTO {closed_t} ({cols})
+            SELECT 'x' || lpad((i % {records})::VARCHAR, 14, '0'), i // {records} + 1,
+                   TIMESTAMPTZ '2023-01-01' + to_seconds(i),
+                   TIMESTAMPTZ '2023-01-01' + to_seconds(i + {records}), false,
+                   'k' || i, 'UPDATE', 'u', NULL, {ord_}, {vals}
+            FROM range({versions - records}) t(i)""")
+        con.execute(f"""
+            INSERT INTO {open_t} ({cols})
+            SELECT 'x' || lpad((i % {records})::VARCHAR, 14, '0'), 10,
+                   TIMESTAMPTZ '2023-01-01' + to_seconds(i), NULL, false,
+                   'k' || i, 'UPDATE', 'u', NULL, {ord_}, {vals}
+            FROM range({versions - records}, {versions}) t(i)""")
+        con.execute("CHECKPOINT")
+
+
+def batch(seed: int) -> pa.Table:
+    events = synth.generate(seed, records=1000, events=10_000, start_ms=1_714_156_685_000)
+    values = [v for _, v in synth.messages(events)]
+    n = len(values)
+    return pa.table(
+        {
+            "topic": [TOPIC] * n,
+            "kafka_partition": [0] * n,
+            "kafka_offset": list(range(n)),
+            "kafka_timestamp": [1_714_156_685_000] * n,
+            "key": [None] * n,
+            "value": values,
+        },
+        schema=RAW_SCHEMA,
+    )
+
+
+def time_fold(base: Path, work: Path, raw: pa.Table) -> float:
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(base, work)
+    settings = replace(load_settings(), home=work)
+    with warehouse.writer(work) as con:
+        t0 = time.perf_counter()
+        store_batch(con, settings, raw, [OffsetRange(TOPIC, 0, 0, raw.num_rows)], None)
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--small", type=int, default=100_000)
+    p.add_argument("--large", type=int, default=10_000_000)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args()
+    batches = [batch(seed) for seed in range(1, args.repeat + 1)]
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="sf-sync-growth-") as tmp:
+        for size in (args.small, args.large):
+            base = Path(tmp) / f"base-{size}"
+            t0 = time.perf_counter()
+            build(base, size)
+            print(f"built a history of {size:,} versions in {time.perf_counter() - t0:.1f}s")
+            times = [time_fold(base, Path(tmp) / "work", raw) for raw in batches]
+            results[size] = statistics.median(times)
+            print(
+                f"  fold of 10,000 events: median {results[size]:.2f}s "
+                f"({', '.join(f'{t:.2f}' for t in times)})"
+            )
+            shutil.rmtree(base)
+    ratio = results[args.large] / results[args.small]
+    print(f"ratio large/small: {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
