@@ -29,7 +29,17 @@ from sf_sync.ingest import store_batch
 from sf_sync.ranges import OffsetRange
 
 TOPIC = "salesforce.cdc.Account"
-FIELDS = ["Name", "Phone", "Industry", "BillingCity", "LastModifiedDate"]
+#: Every field the synthetic stream sets, so the history's tables already have their columns
+#: (a real history has them after its first day; adding a column rewrites a table).
+FIELDS = [
+    *synth.SCALARS,
+    "OwnerId",
+    "CreatedById",
+    "CreatedDate",
+    "LastModifiedById",
+    "LastModifiedDate",
+    *(f"Billing{p}" for p in synth.ADDRESS_PARTS),
+]
 
 
 def build(home: Path, versions: int) -> None:

@@ -437,18 +437,25 @@ def _wait_exit(pid: int, timeout_s: float) -> bool:
     return True
 
 
-def _launch(paths: BrokerPaths, java: str) -> subprocess.Popen[bytes]:
-    """Start kafka.Kafka detached (own session), so it outlives this process and its terminal."""
-    cmd = [
+def _java_command(
+    paths: BrokerPaths, java: str, main_class: str, *args: str, heap: bool = False
+) -> list[str]:
+    """``java`` with the Kafka jars and our log4j settings; the broker's JVM flags if ``heap``."""
+    return [
         java,
-        *_JVM_OPTS,
+        *(_JVM_OPTS if heap else ()),
         f"-Dkafka.logs.dir={paths.logs_dir}",
         f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
         "-cp",
         f"{paths.libs_dir}/*",
-        _MAIN_CLASS,
-        str(paths.server_properties),
+        main_class,
+        *args,
     ]
+
+
+def _launch(paths: BrokerPaths, java: str) -> subprocess.Popen[bytes]:
+    """Start kafka.Kafka detached (own session), so it outlives this process and its terminal."""
+    cmd = _java_command(paths, java, _MAIN_CLASS, str(paths.server_properties), heap=True)
     with paths.console_log.open("ab") as out:
         out.write(f"\n--- start {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
         out.flush()
@@ -644,15 +651,7 @@ def _cluster_id(paths: BrokerPaths, java: str, meta: Path) -> str:
 
 def _run_java_tool(paths: BrokerPaths, java: str, args: list[str]) -> str:
     """Run kafka.tools.StorageTool with ``args``; return stdout, raise with its output on error."""
-    cmd = [
-        java,
-        f"-Dkafka.logs.dir={paths.logs_dir}",
-        f"-Dlog4j2.configurationFile={_LOG4J_CONFIG}",
-        "-cp",
-        f"{paths.libs_dir}/*",
-        _STORAGE_TOOL,
-        *args,
-    ]
+    cmd = _java_command(paths, java, _STORAGE_TOOL, *args)
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=_JAVA_TOOL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
