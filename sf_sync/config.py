@@ -67,7 +67,6 @@ class Settings:
     lookback_days: int = 7
     read_stall_timeout_s: float = 30.0
     batch_messages: int = 100_000
-    snapshot_min_interval_s: float = 0.0
     config_path: Path | None = None
 
     @property
@@ -86,13 +85,8 @@ class Settings:
 
     @property
     def kafka_dir(self) -> Path:
+        """The state folder the local broker keeps its ``kafka/`` folder (jars, data, PID) in."""
         return self.home
-
-    def stream_for_topic(self, topic: str) -> StreamConfig:
-        for stream in self.streams:
-            if stream.topic == topic:
-                return stream
-        raise ConfigError(f"topic {topic!r} is not declared in the configuration")
 
     @property
     def topics(self) -> list[str]:
@@ -166,7 +160,6 @@ def parse_settings(
         lookback_days=int(kafka.get("lookback_days", 7)),
         read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
         batch_messages=int(kafka.get("batch_messages", 100_000)),
-        snapshot_min_interval_s=float(raw.get("snapshot_min_interval_s", 0.0)),
         config_path=config_path,
     )
 
