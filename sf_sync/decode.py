@@ -660,13 +660,16 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         WITH vals AS (
             SELECT ev, list(field ORDER BY field) AS changed_fields
             FROM batch_fields GROUP BY ev)
-        SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
-               d.change_type, d.commit_timestamp, d.transaction_key, d.sequence_number,
-               d.change_origin, d.commit_user,
-               coalesce(v.changed_fields, []::VARCHAR[]) AS changed_fields,
-               d.topic, d.kafka_partition, d.kafka_offset, d.salesforce_id, d.replay_id
-        FROM batch_decoded d LEFT JOIN vals v USING (ev)
-        WHERE d.change_type NOT IN ('GAP_OVERFLOW')
+        SELECT * FROM (
+            SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
+                   d.change_type, d.commit_timestamp, d.transaction_key, d.sequence_number,
+                   d.change_origin, d.commit_user,
+                   coalesce(v.changed_fields, []::VARCHAR[]) AS changed_fields,
+                   d.topic, d.kafka_partition, d.kafka_offset, d.salesforce_id, d.replay_id
+            FROM batch_decoded d LEFT JOIN vals v USING (ev)
+            WHERE d.change_type NOT IN ('GAP_OVERFLOW'))
+        -- A wildcard Id ("001*", after a type conversion) names no record: it is a gap.
+        WHERE NOT ends_with(record_id, '*')
         """
     )
     con.execute(
@@ -683,5 +686,12 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
                transaction_key, topic, kafka_partition, kafka_offset,
                list_transform(diff_raw, lambda f: sf_dotted_to_flat(f))
         FROM batch_decoded WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
+        UNION ALL
+        SELECT * FROM (
+            SELECT event_key, source, object, unnest(record_ids) AS record_id, 'WILDCARD_IDS',
+                   commit_timestamp, transaction_key, topic, kafka_partition, kafka_offset,
+                   []::VARCHAR[]
+            FROM batch_decoded WHERE NOT starts_with(change_type, 'GAP_'))
+        WHERE ends_with(record_id, '*')
         """
     )

@@ -192,3 +192,13 @@ def test_unforeseen_sql_failure_is_isolated_by_bisection(con, monkeypatch) -> No
     assert con.execute("SELECT count(*) FROM batch_changes").fetchone() == (9,)
     [(offset, error)] = con.execute("SELECT kafka_offset, error FROM batch_errors").fetchall()
     assert offset == 5 and "unforeseen" in error
+
+
+def test_a_wildcard_record_id_is_a_gap_not_a_record(con) -> None:
+    doc = orjson.loads(sample("cometd-account-update.json"))
+    doc["payload"]["ChangeEventHeader"]["recordIds"] = ["001*", "0015f00002JUXB2AAP"]
+    rows = changes(con, (ACCOUNT, orjson.dumps(doc)))
+    assert [r["record_id"] for r in rows] == ["0015f00002JUXB2AAP"]
+    assert con.execute("SELECT gap_type, record_id FROM batch_gaps").fetchall() == [
+        ("WILDCARD_IDS", "001*")
+    ]
