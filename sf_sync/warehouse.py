@@ -117,11 +117,6 @@ CREATE TABLE IF NOT EXISTS ingested_ranges (
     run_id VARCHAR,
     ingested_at TIMESTAMPTZ NOT NULL
 );
-CREATE TABLE IF NOT EXISTS object_fields (
-    source VARCHAR NOT NULL,
-    object VARCHAR NOT NULL,
-    field VARCHAR NOT NULL
-);
 """
 
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
