@@ -8,6 +8,7 @@ from datetime import date
 
 import dagster as dg
 
+from sf_sync.config import Settings
 from sf_sync.ingest import IngestReport, ingest_ranges
 from sf_sync.kafka import client as kc
 from sf_sync.planning import day_ranges
@@ -80,19 +81,16 @@ class IngestConfig(dg.Config):
 
 
 def _ranges(
-    context: dg.AssetExecutionContext, config: IngestConfig, sf_sync: SfSyncResource
+    context: dg.AssetExecutionContext, config: IngestConfig, settings: Settings
 ) -> list[OffsetRange]:
     if config.ranges:
         return [OffsetRange.decode(r) for r in config.ranges]
     keys = context.partition_key_range
-    return day_ranges(
-        sf_sync.settings(), date.fromisoformat(keys.start), date.fromisoformat(keys.end)
-    )
+    return day_ranges(settings, date.fromisoformat(keys.start), date.fromisoformat(keys.end))
 
 
-def _lag(sf_sync: SfSyncResource) -> int | None:
+def _lag(settings: Settings) -> int | None:
     """Messages not yet committed by the consumer group, over all configured topics."""
-    settings = sf_sync.settings()
     try:
         admin = kc.admin_client(settings.bootstrap)
         tps = kc.topic_partitions(admin, settings.topics)
@@ -142,8 +140,9 @@ def ingest_kafka_ranges(
     context: dg.AssetExecutionContext, config: IngestConfig, sf_sync: SfSyncResource
 ):
     """Reads exactly the run's offset ranges and folds them into the history, idempotently."""
-    ranges = _ranges(context, config, sf_sync)
-    report = ingest_ranges(sf_sync.settings(), ranges, run_id=context.run.run_id)
+    settings = sf_sync.settings()
+    ranges = _ranges(context, config, settings)
+    report = ingest_ranges(settings, ranges, run_id=context.run.run_id)
     context.log.info(report.summary())
-    for key, metadata in _metadata(report, _lag(sf_sync)).items():
+    for key, metadata in _metadata(report, _lag(settings)).items():
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

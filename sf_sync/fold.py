@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from sf_sync.warehouse import quote_ident, version_tables
+from sf_sync.warehouse import field_columns, quote_ident, version_tables
 
 _DATA_CHANGES = "('CREATE', 'UPDATE', 'DELETE', 'UNDELETE')"
 _NULL = "chr(0)"  # stands for "set to NULL" where NULL must mean "not set"
@@ -63,14 +63,9 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
             key,
         ).fetchall()
     ]
-    open_t, closed_t = (quote_ident(t) for t in version_tables(con, source, obj, new_fields))
-    fields = [
-        f
-        for (f,) in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
-            [open_t.strip('"')],
-        ).fetchall()
-    ][10:]  # after the ten bookkeeping columns
+    open_name, closed_name = version_tables(con, source, obj, new_fields)
+    fields = field_columns(con, open_name)
+    open_t, closed_t = quote_ident(open_name), quote_ident(closed_name)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_affected AS
