@@ -67,6 +67,7 @@ class Settings:
     lookback_days: int = 7
     read_stall_timeout_s: float = 30.0
     batch_messages: int = 100_000
+    duckdb_memory_limit: str = "700MB"
     config_path: Path | None = None
 
     @property
@@ -160,6 +161,7 @@ def parse_settings(
         lookback_days=int(kafka.get("lookback_days", 7)),
         read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
         batch_messages=int(kafka.get("batch_messages", 100_000)),
+        duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "700MB")),
         config_path=config_path,
     )
 

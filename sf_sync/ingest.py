@@ -87,7 +87,9 @@ def ingest_ranges(
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     stats: Counter[str] = Counter()
-    with warehouse.writer(settings.home, publish=True) as con:
+    with warehouse.writer(
+        settings.home, publish=True, memory_limit=settings.duckdb_memory_limit
+    ) as con:
         to_read = _uncovered(con, ranges)
         for batch in batches(to_read, settings.batch_messages):
             t_read = time.perf_counter()

@@ -140,7 +140,11 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
 
 @contextmanager
 def writer(
-    home: Path, *, timeout_s: float = 600.0, publish: bool = False
+    home: Path,
+    *,
+    timeout_s: float = 600.0,
+    publish: bool = False,
+    memory_limit: str | None = None,
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """The one writer connection, serialised across processes by a lock file.
 
@@ -164,6 +168,8 @@ def writer(
         try:
             con = connect(home / "warehouse.duckdb")
             try:
+                if memory_limit:
+                    con.execute("SET memory_limit = ?", [memory_limit])
                 con.execute(SCHEMA)
                 yield con
             finally:

@@ -50,3 +50,9 @@ def test_relative_home_is_relative_to_the_file(tmp_path: Path) -> None:
 def test_contradictions_are_refused(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_settings(text, environ={})
+
+
+def test_duckdb_memory_limit_is_configurable() -> None:
+    assert parse_settings(MINIMAL, environ={}).duckdb_memory_limit == "700MB"
+    custom = parse_settings(MINIMAL + "duckdb: {memory_limit: 2GB}\n", environ={})
+    assert custom.duckdb_memory_limit == "2GB"
