@@ -95,7 +95,7 @@ def _lag(settings: Settings) -> int | None:
         admin = kc.admin_client(settings.bootstrap)
         tps = kc.topic_partitions(admin, settings.topics)
         ends = kc.end_offsets(admin, tps)
-        done = kc.committed_offsets(settings.bootstrap, settings.group_id, tps)
+        done = kc.committed_offsets(admin, settings.group_id, tps)
     except kc.BrokerUnavailable:
         return None
     return sum(max(0, end - done.get(tp, 0)) for tp, end in ends.items())

@@ -25,10 +25,6 @@ from sf_sync.config import Settings, StreamConfig
 CHANGE_TYPES = ("CREATE", "UPDATE", "DELETE", "UNDELETE")
 GAP_TYPES = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
 
-#: Salesforce-side earliest and latest plausible commit times (epoch ms): 2000-01-01, 2200-01-01.
-MIN_EPOCH_MS = 946_684_800_000
-MAX_EPOCH_MS = 7_258_118_400_000
-
 HEADER_KEYS = (
     "entityName",
     "recordIds",
@@ -83,6 +79,7 @@ CREATE OR REPLACE TEMP MACRO sf_field_ok(name) AS
     regexp_full_match(name, '[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?');
 CREATE OR REPLACE TEMP MACRO sf_id_ok(id) AS
     regexp_full_match(id, '[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?');
+-- Plausible commit times in epoch ms: 2000-01-01 to 2200-01-01.
 CREATE OR REPLACE TEMP MACRO sf_epoch_ms_ok(v) AS
     TRY_CAST(v AS BIGINT) BETWEEN 946684800000 AND 7258118400000;
 CREATE OR REPLACE TEMP MACRO sf_iso_ts(v) AS

@@ -90,7 +90,7 @@ def plan_runs(
     starts: dict[kc.TP, int] = {}
     if unknown:
         starts = kc.start_offsets(admin, unknown)
-        committed = kc.committed_offsets(settings.bootstrap, settings.group_id, unknown)
+        committed = kc.committed_offsets(admin, settings.group_id, unknown)
         for tp, off in committed.items():  # retention may have deleted past the group's offset
             starts[tp] = max(starts[tp], off)
     pending = pending_ranges(cursor, starts, ends)

@@ -137,7 +137,7 @@ def offsets_at(
     return {tp: (off if off >= 0 else ends[tp]) for tp, off in found.items()}
 
 
-def consumer(bootstrap: str, group_id: str, **extra: object) -> Consumer:
+def consumer(bootstrap: str, group_id: str) -> Consumer:
     """A consumer tuned for reading large fixed ranges quickly; it never commits on its own."""
     return Consumer(
         {
@@ -153,7 +153,6 @@ def consumer(bootstrap: str, group_id: str, **extra: object) -> Consumer:
             "fetch.wait.max.ms": 50,
             "socket.timeout.ms": 10000,
             "reconnect.backoff.max.ms": 1000,
-            **extra,
         }
     )
 
@@ -247,7 +246,7 @@ def _handle_errors(errors: list, pending: Mapping[TP, OffsetRange]) -> list[TP]:
     return done
 
 
-def committed_offsets(bootstrap: str, group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
+def committed_offsets(admin: AdminClient, group_id: str, tps: Iterable[TP]) -> dict[TP, int]:
     """The group's committed offsets (partitions without one are left out).
 
     Through the admin API, with timeouts: a consumer's ``committed``/``commit``/``close`` can
@@ -258,7 +257,6 @@ def committed_offsets(bootstrap: str, group_id: str, tps: Iterable[TP]) -> dict[
         return {}
 
     def ask() -> dict[TP, int]:
-        admin = admin_client(bootstrap)  # kept alive until the future resolves
         future = admin.list_consumer_group_offsets(request, request_timeout=30)[group_id]
         got = future.result(timeout=31).topic_partitions
         return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
@@ -277,7 +275,8 @@ def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dic
     """
     if not ends:
         return {}
-    current = committed_offsets(bootstrap, group_id, ends)
+    admin = admin_client(bootstrap)
+    current = committed_offsets(admin, group_id, ends)
     forward = [
         TopicPartition(t, p, off) for (t, p), off in ends.items() if current.get((t, p), -1) < off
     ]
@@ -285,7 +284,6 @@ def commit_offsets(bootstrap: str, group_id: str, ends: Mapping[TP, int]) -> dic
         return {}
 
     def commit() -> None:
-        admin = admin_client(bootstrap)  # kept alive until the future resolves
         future = admin.alter_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group_id, forward)], request_timeout=30
         )[group_id]
