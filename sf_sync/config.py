@@ -69,6 +69,9 @@ class Settings:
     batch_messages: int = 100_000
     duckdb_memory_limit: str = "700MB"
     config_path: Path | None = None
+    # Raw sections other parts read for themselves (the dev org builds its schema from these).
+    objects_config: dict[str, Any] = field(default_factory=dict)
+    devorg_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def lake_dir(self) -> Path:
@@ -163,6 +166,8 @@ def parse_settings(
         batch_messages=int(kafka.get("batch_messages", 100_000)),
         duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "700MB")),
         config_path=config_path,
+        objects_config={k: (v or {}) for k, v in objects_raw.items()},
+        devorg_config=dict(raw.get("devorg") or {}),
     )
 
 
