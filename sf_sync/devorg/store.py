@@ -172,11 +172,12 @@ class OrgStore:
             tx = Transaction(self, ctx, now_utc())
             try:
                 yield tx
+                rows = list(tx.published)
                 if tx.changes and self.event_sink is not None:
-                    rows = self.event_sink(tx.changes, ctx, tx.now, tx)
-                    self.conn.executemany(
-                        "INSERT INTO _outbox (topic, key, value) VALUES (?, ?, ?)", rows
-                    )
+                    rows += self.event_sink(tx.changes, ctx, tx.now, tx)
+                self.conn.executemany(
+                    "INSERT INTO _outbox (topic, key, value) VALUES (?, ?, ?)", rows
+                )
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -217,6 +218,7 @@ class Transaction:
         self.now = now
         self.stamp = format_datetime(now)
         self.changes: list[Change] = []
+        self.published: list[tuple[str, bytes, bytes]] = []  # platform events, sent as given
         self._savepoints = 0
 
     @contextmanager

@@ -19,19 +19,17 @@ The lifecycle is deliberately simple and PID-file based:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+from sf_sync import processes
 
 __all__ = [
     "BrokerError",
@@ -67,7 +65,6 @@ _JVM_OPTS = (
 # Popen handles of brokers started by this Python process. Keeping them lets stop_broker reap
 # the child (otherwise it stays a zombie until this process exits) and avoids the
 # "subprocess is still running" ResourceWarning when a handle is garbage-collected.
-_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 class BrokerError(RuntimeError):
@@ -180,7 +177,7 @@ def start_broker(
     bootstrap = f"{_HOST}:{port}"
     paths.logs_dir.mkdir(parents=True, exist_ok=True)
 
-    with _locked(paths.lock_file):
+    with processes.locked(paths.lock_file):
         notes: list[str] = []
         pid = _read_pid(paths)
         if pid is not None and _is_our_broker(pid, paths):
@@ -191,7 +188,7 @@ def start_broker(
                     f"{running_port}, not {port}; stop it first"
                 )
             try:
-                _wait_ready(bootstrap, time.monotonic() + timeout_s, lambda: _alive(pid))
+                _wait_ready(bootstrap, time.monotonic() + timeout_s, lambda: processes.alive(pid))
             except (_BrokerDied, TimeoutError) as exc:
                 raise BrokerError(
                     f"broker already running (pid {pid}) but not ready at {bootstrap}: "
@@ -205,7 +202,7 @@ def start_broker(
         java = _find_java()
         _ensure_jars(paths)
         for p in (port, ctrl_port):
-            if not _port_free(p):
+            if not processes.port_free(_HOST, p):
                 raise BrokerError(f"port {_HOST}:{p} is already in use by another process")
         _write_server_properties(paths, port, ctrl_port)
         _ensure_formatted(paths, java)
@@ -221,7 +218,7 @@ def start_broker(
         try:
             _wait_ready(bootstrap, started + timeout_s, alive)
         except _BrokerDied:
-            _children.pop(proc.pid, None)
+            processes.forget(proc.pid)
             paths.pid_file.unlink(missing_ok=True)
             raise BrokerError(
                 f"broker exited during start-up with code {proc.returncode}\n"
@@ -256,15 +253,10 @@ def stop_broker(state_dir: Path, timeout_s: float = 30) -> BrokerStatus:
         )
 
     began = time.monotonic()
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    how = "SIGTERM"
-    if not _wait_exit(pid, timeout_s):
-        how = f"SIGKILL after {timeout_s:.0f} s without exiting on SIGTERM"
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not _wait_exit(pid, 10):
-            raise BrokerError(f"broker pid {pid} survived SIGKILL")
+    try:
+        how = processes.terminate(pid, timeout_s)
+    except RuntimeError as exc:
+        raise BrokerError(f"broker {exc}") from None
     paths.pid_file.unlink(missing_ok=True)
     took = time.monotonic() - began
     return BrokerStatus(False, None, bootstrap, False, f"stopped pid {pid} ({how}, {took:.1f} s)")
@@ -282,7 +274,7 @@ def broker_status(state_dir: Path, port: int = 9092) -> BrokerStatus:
     if ours:
         port = _configured_port(paths) or port
     bootstrap = f"{_HOST}:{port}"
-    if not _port_open(_HOST, port):  # nothing listens: answer at once, not after 2 s
+    if not processes.port_open(_HOST, port):  # nothing listens: answer at once, not after 2 s
         ready, why = False, "port not open"
     else:
         try:
@@ -370,34 +362,11 @@ def _wait_ready(bootstrap: str, deadline: float, alive: Callable[[], bool]) -> N
 
 
 def _read_pid(paths: BrokerPaths) -> int | None:
-    try:
-        return int(paths.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    return processes.read_pid(paths.pid_file)
 
 
 def _write_pid(paths: BrokerPaths, pid: int) -> None:
-    _atomic_write(paths.pid_file, f"{pid}\n")
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie (an exited child nobody has reaped yet)."""
-    _reap(pid)
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie."""
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is not None:
-            del _children[pid]
-        return
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+    processes.atomic_write(paths.pid_file, f"{pid}\n")
 
 
 def _is_our_broker(pid: int, paths: BrokerPaths) -> bool:
@@ -405,36 +374,15 @@ def _is_our_broker(pid: int, paths: BrokerPaths) -> bool:
 
     This guards against PID reuse and against another state folder's broker.
     """
-    if not _alive(pid):
+    if not processes.alive(pid):
         return False
-    try:
-        cmd = psutil.Process(pid).cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+    cmd = processes.cmdline(pid)
     return (
         bool(cmd)
         and Path(cmd[0]).name.startswith("java")
         and _MAIN_CLASS in cmd
         and str(paths.server_properties) in cmd
     )
-
-
-def _wait_exit(pid: int, timeout_s: float) -> bool:
-    """Wait up to ``timeout_s`` for ``pid`` to exit; True if it did."""
-    child = _children.get(pid)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
-        _children.pop(pid, None)
-        return True
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _java_command(
@@ -467,7 +415,7 @@ def _launch(paths: BrokerPaths, java: str) -> subprocess.Popen[bytes]:
             start_new_session=True,
             cwd=paths.root,
         )
-    _children[proc.pid] = proc
+    processes.adopt(proc)
     return proc
 
 
@@ -587,7 +535,7 @@ def _write_server_properties(paths: BrokerPaths, port: int, ctrl_port: int) -> N
     }
     body = "# Generated by sf_sync.kafka.broker on every start; edits are overwritten.\n"
     body += "".join(f"{k}={v}\n" for k, v in settings.items())
-    _atomic_write(paths.server_properties, body)
+    processes.atomic_write(paths.server_properties, body)
 
 
 def _configured_port(paths: BrokerPaths) -> int | None:
@@ -645,7 +593,7 @@ def _cluster_id(paths: BrokerPaths, java: str, meta: Path) -> str:
                 cluster_id = value.strip()
     if not cluster_id:
         cluster_id = _run_java_tool(paths, java, ["random-uuid"]).strip().splitlines()[-1]
-    _atomic_write(paths.cluster_id_file, cluster_id + "\n")
+    processes.atomic_write(paths.cluster_id_file, cluster_id + "\n")
     return cluster_id
 
 
@@ -666,43 +614,3 @@ def _run_java_tool(paths: BrokerPaths, java: str, args: list[str]) -> str:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _port_free(port: int) -> bool:
-    """True if 127.0.0.1:port can be bound (SO_REUSEADDR, like the JVM, so TIME_WAIT is ok)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((_HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _port_open(host: str, port: int) -> bool:
-    """True if something accepts TCP connections at host:port (one quick attempt)."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file + rename, so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
-    """Exclusive flock, so two concurrent starts cannot launch two brokers on one state."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
