@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,33 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_devorg(args: argparse.Namespace, settings: Settings) -> int:
+    from sf_sync.devorg import service
+    from sf_sync.devorg.control import DevorgControl
+    from sf_sync.devorg.settings import devorg_settings
+
+    ds = devorg_settings(settings, port=args.port)
+    if args.action == "start":
+        st = service.start(ds)
+    elif args.action == "stop":
+        st = service.stop(ds)
+    elif args.action == "status":
+        st = service.status(ds)
+    else:
+        control = DevorgControl(ds)
+        if args.action == "faults":
+            updates = dict(kv.split("=", 1) for kv in args.set or [])
+            print(json.dumps(control.set_faults(updates) if updates else control.faults()))
+        else:  # expire-sessions
+            print(json.dumps(control.expire_sessions()))
+        return 0
+    print(f"devorg: {st.detail}")
+    if st.ready:
+        print(f"  instance URL: {st.instance_url}")
+        print(f"  CA to trust:  {st.ca_file}")
+    return 0 if (st.ready or args.action == "stop") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sf-sync", description=__doc__)
     p.add_argument(
@@ -146,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-rows", type=int, default=40)
     q.set_defaults(func=cmd_sql)
 
+    o = sub.add_parser("devorg", help="the local Salesforce stand-in (HTTPS, CDC to Kafka)")
+    o.add_argument(
+        "action", choices=["start", "stop", "status", "faults", "expire-sessions"],
+        help="faults: show, or change with --set key=value (e.g. error_rate=0.2)",
+    )  # fmt: skip
+    o.add_argument("--port", type=int, help="HTTPS port (default: devorg.port, 8443)")
+    o.add_argument("--set", action="append", metavar="KEY=VALUE", help="a fault to change")
+    o.set_defaults(func=cmd_devorg)
+
     d = sub.add_parser("demo", help="broker + topics + a synthetic stream + ingest, end to end")
     d.add_argument("--records", type=int, default=200)
     d.add_argument("--events", type=int, default=5000)
@@ -156,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.config:  # so the processes we start (dev org, Dagster) read the same file
+        os.environ["SF_SYNC_CONFIG"] = str(Path(args.config).resolve())
     settings = load_settings(args.config)
     # The definitions module sits at the project root; make it importable from anywhere.
     root = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 from starlette.applications import Starlette
@@ -507,7 +507,7 @@ async def versions(request: Request) -> Response:
 
 async def oauth_token(request: Request) -> Response:
     org: DevOrg = request.app.state.org
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     try:
         return json_response(await run_in_threadpool(org.sessions.oauth_token, form))
     except OAuthError as err:

@@ -26,6 +26,7 @@ SQL_TYPES = {"boolean": "INTEGER", "int": "INTEGER", "double": "REAL", "currency
              "percent": "REAL"}  # fmt: skip
 ORG_ID_PREFIX = "00D"
 USER_PREFIX = "005"
+POD = "7Dv"  # the instance part of our Ids, unlike the synthetic streams' "5f0"
 SYSTEM_FIELDS = {"Id", "IsDeleted", "CreatedDate", "CreatedById", "LastModifiedDate",
                  "LastModifiedById", "SystemModstamp"}  # fmt: skip
 
@@ -119,8 +120,8 @@ class OrgStore:
                 f"ON {q(obj.name)} (SystemModstamp)"
             )
         if self.meta("org_id") is None:
-            self.set_meta("org_id", make_id(ORG_ID_PREFIX, 1))
-            self.set_meta("user_id", make_id(USER_PREFIX, 1))
+            self.set_meta("org_id", make_id(ORG_ID_PREFIX, 1, pod=POD))
+            self.set_meta("user_id", make_id(USER_PREFIX, 1, pod=POD))
 
     def meta(self, key: str) -> str | None:
         with self.lock:
@@ -333,7 +334,7 @@ class Transaction:
         )
         record.update(fields)
         record.update(
-            Id=make_id(obj.key_prefix, number),
+            Id=make_id(obj.key_prefix, number, pod=POD),
             IsDeleted=0,
             CreatedDate=self.stamp,
             CreatedById=self.ctx.user_id,
