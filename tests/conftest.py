@@ -94,6 +94,7 @@ def write_config(
     *,
     partitions_cap: int = 250_000,
     group: str | None = None,
+    devorg_port: int | None = None,
 ) -> Path:
     config = {
         "home": "state",
@@ -135,6 +136,21 @@ def write_config(
             },
         ],
     }
+    if devorg_port is not None:  # the dev org writes to the same topics the pipeline reads
+        config["objects"]["Account"]["custom_fields"] = {
+            "Customer_Number__c": {"type": "string", "length": 40, "external_id": True,
+                                   "unique": True},
+        }  # fmt: skip
+        config["objects"]["Invoice__c"] = {
+            "key_prefix": "a0I",
+            "fields": {"Amount__c": {"type": "currency"}, "Due__c": {"type": "date"},
+                       "Account__c": {"type": "reference", "reference_to": "Account"}},
+        }  # fmt: skip
+        config["devorg"] = {
+            "port": devorg_port,
+            "change_events": {"Account": "accounts", "Contact": "contacts"},
+            "platform_events": {"Customer_Change__e": "customer_change"},
+        }
     path = root / "sf-sync.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

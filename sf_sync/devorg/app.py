@@ -9,6 +9,7 @@ latency and 5xx faults, the session check, the daily API allocation and its
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import threading
@@ -37,6 +38,7 @@ from sf_sync.devorg.settings import DevorgSettings
 from sf_sync.devorg.store import CallContext, OrgStore, normalise_id, q, utc_from_header
 from sf_sync.devorg.values import address_json, format_datetime, parse_datetime, to_json
 
+log = logging.getLogger(__name__)
 VERSIONS = ("55.0", "56.0", "57.0", "58.0", "59.0", "60.0", "61.0", "62.0")
 QUERY_PAGE = 2000
 COLLECTION_LIMIT = 200
@@ -166,6 +168,14 @@ def rest(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = result if isinstance(result, Response) else json_response(result)
         except ApiError as err:
             response = error_response(err)
+            used, limit = org.api_usage()
+        except Exception:  # a bug of ours: answer as Salesforce does, keep the trace in the log
+            error_id = secrets.token_hex(6)
+            log.exception("unexpected error %s", error_id)
+            response = error_response(ApiError(
+                "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId "
+                f"if you contact support: {error_id}", status=500,
+            ))  # fmt: skip
             used, limit = org.api_usage()
         response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{limit}"
         return response
