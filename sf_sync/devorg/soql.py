@@ -58,8 +58,12 @@ Differences from Salesforce
   ``COUNT``, ``FIELDS()``, ``TYPEOF``, ``WITH``, ``FOR VIEW/UPDATE``, ``USING SCOPE``,
   ``INCLUDES``/``EXCLUDES``, object aliases, and date literals other than the five above
   (``LAST_WEEK``, ``THIS_MONTH``, ...). Comparing a field with ``null`` using anything but
-  ``=``/``!=``, ``LIKE null``, and date literals (``TODAY``...) inside ``IN (...)`` are
-  refused too.
+  ``=``/``!=``, ``LIKE null``, date literals (``TODAY``...) inside ``IN (...)``, and
+  ``ORDER BY`` in ``COUNT()``/``COUNT(field)`` queries are refused too.
+* ``COUNT(field)`` queries return one AggregateResult record (``expr0``, ... or the alias);
+  ``LIMIT``/``OFFSET`` apply to that one row, as SQL does.
+* Integer literals beyond SQLite's 64-bit range are compared as floats, and a LIMIT beyond it
+  means no limit; a query nested too deeply for the parser is refused as MALFORMED_QUERY.
 * Case-insensitivity uses SQLite's NOCASE collation and LIKE, which fold ASCII letters only
   (Salesforce folds all of Unicode). The connection must not enable
   ``PRAGMA case_sensitive_like``.
@@ -297,7 +301,10 @@ def _literal(tok: Token) -> _Lit:
     if t == "STRING":
         return _Lit("string", v[1:-1], tok)
     if t == "NUMBER":
-        return _Lit("number", float(v) if ("." in v) else int(v), tok)
+        number: int | float = float(v) if "." in v else int(v)
+        if isinstance(number, int) and not -(2**63) <= number < 2**63:
+            number = float(number)  # beyond SQLite's integers; compares the same
+        return _Lit("number", number, tok)
     if t == "DATE":
         try:
             return _Lit("date", date.fromisoformat(v).isoformat(), tok)
@@ -509,6 +516,8 @@ def compile_query(
         return _Compiler(schema, now).compile(tree, include_deleted)
     except _Fail as e:
         raise SoqlError(e.code, _message(text, e)) from None
+    except RecursionError:
+        raise SoqlError("MALFORMED_QUERY", "the query is nested too deeply") from None
 
 
 def _message(text: str, e: _Fail) -> str:
@@ -602,7 +611,7 @@ class _Compiler:
     def _number(self, tok: Token, clause: str) -> int:
         if not tok.value.isdigit():
             raise _fail("MALFORMED_QUERY", f"{clause} must be a non-negative integer", tok)
-        return int(tok.value)
+        return min(int(tok.value), 2**63 - 1)  # SQLite's largest integer: no limit at all
 
     # -- fields ------------------------------------------------------------------------------
 

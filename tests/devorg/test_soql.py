@@ -921,3 +921,23 @@ def test_keywords_and_identifiers_are_case_insensitive(db) -> None:
         "oRdEr By NaMe DeSc NuLlS lAsT lImIt 5",
     )
     assert got == ["gamma_50%"]
+
+
+def test_numbers_beyond_sqlite_integers_and_deep_nesting(db) -> None:
+    assert (
+        names(db, "SELECT Name FROM Account WHERE NumberOfEmployees > 99999999999999999999") == []
+    )
+    assert len(names(db, "SELECT Name FROM Account LIMIT 99999999999999999999")) == len(
+        live(ACCOUNTS)
+    )
+    assert names(db, "SELECT Name FROM Account WHERE AnnualRevenue = .5") == []
+    deep = "SELECT Name FROM Account WHERE " + "(" * 500 + "Name = 'beta'" + ")" * 500
+    assert names(db, deep) == ["Beta"]
+    err = error("SELECT Id FROM Account WHERE " + "NOT " * 5000 + "Name = 'x'")
+    assert err.error_code == "MALFORMED_QUERY"
+
+
+def test_empty_query() -> None:
+    err = error("")
+    assert err.error_code == "MALFORMED_QUERY"
+    assert err.message.endswith("unexpected token: '<EOF>'")
