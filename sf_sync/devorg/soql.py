@@ -110,6 +110,9 @@ _TYPE_WORD = {"int": "double", "double": "double", "currency": "currency", "perc
 class SoqlError(Exception):
     """A query Salesforce would refuse: ``error_code`` and ``message`` as its REST API reports."""
 
+    error_code: str
+    message: str
+
     def __init__(self, error_code: str, message: str) -> None:
         super().__init__(f"{error_code}: {message}")
         self.error_code = error_code
@@ -479,7 +482,11 @@ class CompiledQuery:
         return record
 
     def columns(self) -> list[str]:
-        """The selected names in canonical case (Bulk CSV headers); none for COUNT()."""
+        """The selected names in canonical case (Bulk CSV headers); none for COUNT().
+
+        An address appears under its compound name; Salesforce's Bulk API refuses compound
+        fields ("Selecting compound data not supported in Bulk Query"), so the Bulk endpoint
+        should check for them rather than write a header for one."""
         return [out.key for out in self.outputs]
 
 
