@@ -188,9 +188,10 @@ def test_describe_and_limits(devorg: DevOrgHandle, sf: Salesforce) -> None:
     limits = sf.limits()["DailyApiRequests"]
     assert limits["Max"] == devorg.org.daily_api_limit
     used = limits["Max"] - limits["Remaining"]
-    sf.Account.describe()
-    assert sf.api_usage["api-usage"].used == used + 1  # /limits counted itself
-    assert sf.api_usage["api-usage"].total == limits["Max"]
+    account = sf.Account  # simple-salesforce keeps the header per SFType object
+    account.describe()
+    assert account.api_usage["api-usage"].used == used + 1  # /limits counted itself
+    assert account.api_usage["api-usage"].total == limits["Max"]
 
 
 def test_collections_all_or_none(devorg: DevOrgHandle, sf: Salesforce) -> None:
