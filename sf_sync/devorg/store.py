@@ -390,10 +390,8 @@ class Transaction:
 
     def delete(self, obj: ObjectSpec, record_id: str) -> str:
         record = self._load(obj, record_id)
-        record.update(
-            IsDeleted=1, LastModifiedDate=self.stamp, LastModifiedById=self.ctx.user_id,
-            SystemModstamp=self.stamp,
-        )  # fmt: skip
+        # Deleting and undeleting move SystemModstamp only: LastModifiedDate stays the last edit.
+        record.update(IsDeleted=1, SystemModstamp=self.stamp)
         self._write(obj, record, insert=False)
         self.changes.append(Change(obj, record["Id"], "DELETE", record))
         return record["Id"]
@@ -402,10 +400,7 @@ class Transaction:
         record = self._load(obj, record_id, deleted_ok=True)
         if not record["IsDeleted"]:
             raise ApiError("UNDELETE_FAILED", "Entity is not in the recycle bin")
-        record.update(
-            IsDeleted=0, LastModifiedDate=self.stamp, LastModifiedById=self.ctx.user_id,
-            SystemModstamp=self.stamp,
-        )  # fmt: skip
+        record.update(IsDeleted=0, SystemModstamp=self.stamp)
         self._check_unique(obj, record)
         self._write(obj, record, insert=False)
         self.changes.append(Change(obj, record["Id"], "UNDELETE", record))
