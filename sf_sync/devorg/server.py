@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(
             app, host=settings.host, port=settings.port, ssl_certfile=str(cert),
             ssl_keyfile=str(key), log_level="warning", access_log=False,
+            timeout_graceful_shutdown=3,
         )  # fmt: skip
     finally:
         publisher.stop()

@@ -26,26 +26,28 @@ from tests.devorg.conftest import DevOrgHandle
 ISO_MS = "%Y-%m-%dT%H:%M:%S.%f"
 
 
-def events_for(devorg: DevOrgHandle, topic: str, record_id: str) -> list[dict[str, Any]]:
-    """Every change event of ``record_id`` on ``topic``, in offset order per partition."""
+def topic_messages(devorg: DevOrgHandle, topic: str) -> list[tuple[bytes, dict[str, Any]]]:
+    """Every (key, value) on ``topic`` once the org's outbox is empty, in order per partition."""
     devorg.control.wait_published()
     consumer = Consumer({"bootstrap.servers": devorg.settings.bootstrap, "group.id": "t"})
     out = []
     try:
         for p in range(3):
             lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if hi <= lo:
-                continue
             consumer.assign([TopicPartition(topic, p, lo)])
             got = 0
             while got < hi - lo:
-                for m in consumer.consume(500, 5):
+                for m in consumer.consume(min(500, hi - lo - got), 5):
                     got += 1
-                    if m.key() == record_id.encode():
-                        out.append(orjson.loads(m.value()))
+                    out.append((m.key(), orjson.loads(m.value())))
     finally:
         consumer.close()
     return out
+
+
+def events_for(devorg: DevOrgHandle, topic: str, record_id: str) -> list[dict[str, Any]]:
+    """Every change event of ``record_id`` on ``topic`` (keyed by record Id), in order."""
+    return [v for k, v in topic_messages(devorg, topic) if k == record_id.encode()]
 
 
 def header(event: dict[str, Any]) -> dict[str, Any]:
@@ -299,13 +301,7 @@ def test_platform_event_publish(devorg: DevOrgHandle, sf: Salesforce) -> None:
                                         "Record_Id__c": "0017Dv000000001AAA"})  # fmt: skip
     assert res["success"] is True and res["errors"][0]["statusCode"] == "OPERATION_ENQUEUED"
     topic = devorg.org.platform_event_streams["Customer_Change__e"].topic
-    devorg.control.wait_published()
-    consumer = Consumer({"bootstrap.servers": devorg.settings.bootstrap, "group.id": "t"})
-    seen = []
-    for p in range(3):
-        consumer.assign([TopicPartition(topic, p, 0)])
-        seen += [orjson.loads(m.value()) for m in consumer.consume(100, 3)]
-    consumer.close()
+    seen = [v for _k, v in topic_messages(devorg, topic)]
     (ev,) = [e for e in seen if e["payload"].get("Record_Id__c") == "0017Dv000000001AAA"]
     assert ev["payload"]["Object__c"] == "Account" and ev["event"]["EventUuid"]
 
