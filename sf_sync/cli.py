@@ -146,6 +146,42 @@ def cmd_devorg(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if (st.ready or args.action == "stop") else 1
 
 
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from sf_sync.devorg.control import DevorgControl
+    from sf_sync.devorg.settings import devorg_settings
+    from sf_sync.devorg.simulate import Simulator
+
+    ds = devorg_settings(settings)
+    control = DevorgControl(ds)
+    sf = control.salesforce(client=args.client)
+    webapp = next((s.topic for s in settings.streams if s.format == "external"), None)
+    sim = Simulator(
+        sf, lambda rid: control.undelete(sf, [rid]) and None, bootstrap=settings.bootstrap,
+        webapp_topic=webapp, seed=args.seed,
+    )  # fmt: skip
+    if args.accounts or args.contacts:
+        sim.seed(args.accounts, args.contacts)
+        print(f"seeded {len(sim.accounts)} accounts and {len(sim.contacts)} contacts", flush=True)
+    else:
+        sim.accounts = [r["Id"] for r in sf.query_all("SELECT Id FROM Account")["records"]]
+        sim.contacts = [r["Id"] for r in sf.query_all("SELECT Id FROM Contact")["records"]]
+    report = sim.run(operations=args.operations, seconds=args.seconds, rate=args.rate)
+    print(report.summary())
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from sf_sync import stack
+
+    return stack.up(settings, ui_port=args.ui_port, rate=args.rate, seed=args.seed)
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from sf_sync import stack
+
+    return stack.down(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sf-sync", description=__doc__)
     p.add_argument(
@@ -182,6 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--port", type=int, help="HTTPS port (default: devorg.port, 8443)")
     o.add_argument("--set", action="append", metavar="KEY=VALUE", help="a fault to change")
     o.set_defaults(func=cmd_devorg)
+
+    m = sub.add_parser("simulate", help="realistic traffic through the dev org's API")
+    m.add_argument("--seed", type=int, default=7)
+    m.add_argument("--rate", type=float, default=5.0, help="operations per second (0: flat out)")
+    m.add_argument("--operations", type=int, help="stop after this many (default: no limit)")
+    m.add_argument("--seconds", type=float, help="stop after this long (default: no limit)")
+    m.add_argument("--accounts", type=int, default=0, help="seed this many accounts first")
+    m.add_argument("--contacts", type=int, default=0, help="seed this many contacts first")
+    m.add_argument("--client", default="simulator", help="Sforce-Call-Options client name")
+    m.set_defaults(func=cmd_simulate)
+
+    u = sub.add_parser("up", help="broker, dev org, Dagster UI and simulator, in the background")
+    u.add_argument("--ui-port", type=int, default=3000)
+    u.add_argument("--rate", type=float, default=5.0, help="simulated operations per second")
+    u.add_argument("--seed", type=int, default=7)
+    u.set_defaults(func=cmd_up)
+
+    w = sub.add_parser("down", help="stop what `sf-sync up` started")
+    w.set_defaults(func=cmd_down)
 
     d = sub.add_parser("demo", help="broker + topics + a synthetic stream + ingest, end to end")
     d.add_argument("--records", type=int, default=200)

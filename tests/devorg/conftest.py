@@ -15,7 +15,7 @@ from simple_salesforce import Salesforce
 from sf_sync.config import Settings, load_settings
 from sf_sync.devorg import service
 from sf_sync.devorg.control import DevorgControl
-from sf_sync.devorg.settings import DEV_CREDENTIALS, DevorgSettings, devorg_settings
+from sf_sync.devorg.settings import DevorgSettings, devorg_settings
 from sf_sync.kafka.admin import delete_topics, ensure_topics
 from tests.conftest import _free_port, write_config
 
@@ -33,28 +33,9 @@ class DevOrgHandle:
         s.verify = str(self.org.ca_file)
         return s
 
-    def token(self) -> str:
-        resp = self.session().post(
-            f"{self.org.instance_url}/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": DEV_CREDENTIALS["SF_SYNC_SF_CLIENT_ID"],
-                "client_secret": DEV_CREDENTIALS["SF_SYNC_SF_CLIENT_SECRET"],
-            },
-            timeout=30,
-        )
-        resp.raise_for_status()
-        return resp.json()["access_token"]
-
     def sf(self, client: str | None = "tests") -> Salesforce:
         """simple-salesforce exactly as an integration would use it, in direct session mode."""
-        session = self.session()
-        if client:
-            session.headers["Sforce-Call-Options"] = f"client={client}"
-        return Salesforce(
-            instance_url=self.org.instance_url, session_id=self.token(), session=session,
-            version=self.org.api_version,
-        )  # fmt: skip
+        return self.control.salesforce(client)
 
 
 @pytest.fixture(scope="module")

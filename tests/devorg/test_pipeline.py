@@ -20,21 +20,6 @@ from tests.devorg.conftest import DevOrgHandle
 NOT_IN_EVENTS = {"IsDeleted", "SystemModstamp", "Name@Contact", "LastActivityDate"}
 
 
-def _soap_undelete(devorg: DevOrgHandle, sf: Salesforce, record_id: str) -> None:
-    envelope = (
-        '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope xmlns:soapenv='
-        '"http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
-        f"<soapenv:Header><urn:SessionHeader><urn:sessionId>{sf.session_id}</urn:sessionId>"
-        "</urn:SessionHeader></soapenv:Header><soapenv:Body><urn:undelete>"
-        f"<urn:ids>{record_id}</urn:ids></urn:undelete></soapenv:Body></soapenv:Envelope>"
-    )
-    resp = devorg.session().post(
-        f"{devorg.org.instance_url}/services/Soap/u/{devorg.org.api_version}", data=envelope,
-        headers={"Content-Type": "text/xml", "SOAPAction": "undelete"}, timeout=30,
-    )  # fmt: skip
-    assert "<success>true</success>" in resp.text
-
-
 def make_traffic(devorg: DevOrgHandle, sf: Salesforce, seed: int) -> None:
     rng = random.Random(seed)
     cities = ["Riga", "Tallinn", "Vilnius", "Oslo", None]
@@ -61,7 +46,7 @@ def make_traffic(devorg: DevOrgHandle, sf: Salesforce, seed: int) -> None:
                 "SELECT Id FROM Account WHERE IsDeleted = true", include_deleted=True
             )["records"]
             if deleted:
-                _soap_undelete(devorg, sf, deleted[0]["Id"])
+                assert devorg.control.undelete(sf, [deleted[0]["Id"]]) == [True]
         if step % 13 == 0:
             change = {
                 "FirstName": rng.choice(["Al", "Bo", None]),

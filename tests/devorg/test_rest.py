@@ -250,6 +250,7 @@ def test_soap_undelete_and_deleted_window(devorg: DevOrgHandle, sf: Salesforce) 
     )  # fmt: skip
     assert resp.status_code == 200 and "<success>true</success>" in resp.text
     assert sf.Account.get(rid)["IsDeleted"] is False
+    assert devorg.control.undelete(sf, [rid, "001000000000000AAA"]) == [False, False]
     types = [header(e)["changeType"] for e in events_for(devorg, account_topic(devorg), rid)]
     assert types == ["CREATE", "DELETE", "UNDELETE"]
 
