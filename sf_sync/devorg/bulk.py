@@ -529,7 +529,9 @@ def write_query_results(
     paths = [c.split(".") for c in columns]
     version = job.info["apiVersion_s"]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=job.delimiter, lineterminator=job.line_ending)
+    writer = csv.writer(
+        buffer, delimiter=job.delimiter, lineterminator=job.line_ending, quoting=csv.QUOTE_ALL
+    )
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True, check_same_thread=False)
     count = 0
     offset = 0
@@ -567,7 +569,9 @@ def write_query_results(
     finally:
         conn.close()
     header = io.StringIO()
-    csv.writer(header, delimiter=job.delimiter, lineterminator=job.line_ending).writerow(columns)
+    csv.writer(
+        header, delimiter=job.delimiter, lineterminator=job.line_ending, quoting=csv.QUOTE_ALL
+    ).writerow(columns)
     (folder / "header.csv").write_text(header.getvalue(), encoding="utf-8", newline="")
     return count
 
