@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from sf_sync.devorg import describe as describe_mod
 from sf_sync.devorg.auth import OAuthError, Sessions
+from sf_sync.devorg.bulk import bulk_routes
 from sf_sync.devorg.errors import ApiError
 from sf_sync.devorg.events import EventBuilder, platform_event_row
 from sf_sync.devorg.faults import Faults, FaultState
@@ -155,7 +156,8 @@ def rest(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             used, limit = await run_in_threadpool(org.count_call)
             raw = await request.body()
             try:
-                body = orjson.loads(raw) if raw else None
+                csv_body = request.headers.get("content-type", "").startswith("text/csv")
+                body = raw if csv_body else orjson.loads(raw) if raw else None  # CSV: Bulk API
             except orjson.JSONDecodeError as exc:
                 raise ApiError("JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
             version = request.path_params.get("version", org.settings.api_version)
@@ -684,6 +686,7 @@ def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette
         Route("/_devorg/status", devorg_status, methods=["GET"]),
         Route("/_devorg/faults", devorg_faults, methods=["GET", "PUT"]),
         Route("/_devorg/expire-sessions", devorg_expire_sessions, methods=["POST"]),
+        *bulk_routes(),
         *(extra_routes or []),
     ]
     app = Starlette(routes=routes)
