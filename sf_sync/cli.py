@@ -156,7 +156,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     sf = control.salesforce(client=args.client)
     webapp = next((s.topic for s in settings.streams if s.format == "external"), None)
     sim = Simulator(
-        sf, lambda rid: control.undelete(sf, [rid]) and None, bootstrap=settings.bootstrap,
+        sf, lambda rid: control.undelete(sf, [rid]), bootstrap=settings.bootstrap,
         webapp_topic=webapp, seed=args.seed,
     )  # fmt: skip
     if args.accounts or args.contacts:

@@ -61,14 +61,14 @@ class Simulator:
     def __init__(
         self,
         sf: Salesforce,
-        undelete: Callable[[str], None],
+        undelete: Callable[[str], object],
         *,
         bootstrap: str,
         webapp_topic: str | None,
         seed: int,
     ) -> None:
         self.sf = sf
-        self.undelete = undelete
+        self.restore = undelete
         self.bootstrap = bootstrap
         self.webapp_topic = webapp_topic
         self.rng = random.Random(seed)
@@ -198,7 +198,7 @@ class Simulator:
     def undelete(self) -> None:
         if self.deleted:
             rid = self.deleted.pop(self.rng.randrange(len(self.deleted)))
-            self.undelete(rid)
+            self.restore(rid)
             self.accounts.append(rid)
 
     def bulk_update(self) -> None:
