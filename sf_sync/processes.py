@@ -85,6 +85,37 @@ def terminate(pid: int, timeout_s: float) -> str:
     return f"SIGKILL after {timeout_s:.0f} s without exiting on SIGTERM"
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of the process group ``pgid`` (a session we started with that leader)."""
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and alive(proc.pid):
+                members.append(proc.pid)
+    return members
+
+
+def terminate_group(pid: int, timeout_s: float) -> str:
+    """Stops a service we started as the leader of its own session, and what it spawned.
+
+    The leader goes first (so it can shut its children down itself); whatever of its group is
+    still alive after that gets SIGTERM, then SIGKILL. Only that one group is ever signalled.
+    """
+    how = terminate(pid, timeout_s)
+    left = group_members(pid)
+    if left:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while group_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if group_members(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        how += f", then {len(left)} leftover child process(es) of its group"
+    return how
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         return psutil.Process(pid).cmdline()

@@ -105,7 +105,7 @@ def down(settings: Settings) -> int:
         pid_file = settings.home / f"{name}.pid"
         pid = processes.read_pid(pid_file)
         if pid is not None and processes.alive(pid):
-            print(f"{name}: stopped pid {pid} ({processes.terminate(pid, 20)})")
+            print(f"{name}: stopped pid {pid} ({processes.terminate_group(pid, 20)})")
         else:
             print(f"{name}: not running")
         pid_file.unlink(missing_ok=True)
