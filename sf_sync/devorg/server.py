@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             app, host=settings.host, port=settings.port, ssl_certfile=str(cert),
             ssl_keyfile=str(key), log_level="warning", access_log=False,
             timeout_graceful_shutdown=3,
+            timeout_keep_alive=120,  # clients poll slower than uvicorn's 5 s default
         )  # fmt: skip
     finally:
         publisher.stop()
