@@ -300,14 +300,26 @@ def external_id_resource(call: Call) -> Response | dict[str, Any]:
                 "INVALID_FIELD",
                 f"The external ID field {spec.name} cannot be set in the body of an upsert",
             )
-        if matches:
-            tx.update(obj, matches[0], values)
-            return json_response({"id": matches[0], "success": True, "errors": [],
-                                  "created": False})  # fmt: skip
-        if spec.name != "Id":
-            values[spec.name] = value
-        record_id = tx.create(obj, values)
-    return json_response({"id": record_id, "success": True, "errors": [], "created": True}, 201)
+        record_id, created = _upsert(tx, obj, spec, value, values, matches)
+    body = {"id": record_id, "success": True, "errors": [], "created": created}
+    return json_response(body, 201 if created else 200)
+
+
+def _upsert(
+    tx: Any, obj: ObjectSpec, spec: Any, value: Any, values: dict[str, Any], matches: list[str]
+) -> tuple[str, bool]:
+    """Updates the one record whose external Id is ``value``, or creates it; (id, created)."""
+    if len(matches) > 1:
+        raise ApiError(
+            "DUPLICATE_EXTERNAL_ID",
+            f"{spec.name}: more than one record found for external id field: {matches}",
+            [spec.name], status=300,
+        )  # fmt: skip
+    if matches:
+        return tx.update(obj, matches[0], values), False
+    if spec.name != "Id":
+        values = {**values, spec.name: value}
+    return tx.create(obj, values), True
 
 
 def _window(call: Call) -> tuple[str, str]:
@@ -460,6 +472,16 @@ def _collection_item(call: Call, tx: Any, method: str, item: Any) -> dict[str, A
         raise ApiError("INVALID_FIELD", "Each record needs attributes with its type")
     obj = call.obj(str(item["attributes"].get("type")))
     values = {k: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
+    upsert_field = call.request.path_params.get("field")
+    if upsert_field is not None:  # PATCH /composite/sobjects/X/{externalIdField}
+        spec = obj.field(upsert_field)
+        key = item.get(spec.name) if spec is not None else None
+        if spec is None or not (spec.external_id or spec.name == "Id") or key is None:
+            raise ApiError("INVALID_FIELD", f"missing or invalid external id {upsert_field}")
+        values.pop(spec.name, None)
+        matches = [key] if spec.name == "Id" else tx.find_by(obj, spec, key)
+        record_id, created = _upsert(tx, obj, spec, key, values, matches)
+        return {"id": record_id, "success": True, "errors": [], "created": created}
     if method == "POST":
         return {"id": tx.create(obj, values), "success": True, "errors": []}
     record_id = item.get("id") or item.get("Id")
@@ -683,6 +705,9 @@ def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette
         Route(f"{v}/limits/", rest(limits), methods=["GET"]),
         Route(f"{v}/composite/sobjects", rest(collections), methods=["POST", "PATCH", "DELETE"]),
         Route(f"{v}/composite/sobjects/{{sobject}}", rest(collection_retrieve), methods=["GET"]),
+        Route(
+            f"{v}/composite/sobjects/{{sobject}}/{{field}}", rest(collections), methods=["PATCH"]
+        ),
         Route("/_devorg/status", devorg_status, methods=["GET"]),
         Route("/_devorg/faults", devorg_faults, methods=["GET", "PUT"]),
         Route("/_devorg/expire-sessions", devorg_expire_sessions, methods=["POST"]),

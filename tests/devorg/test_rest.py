@@ -225,6 +225,17 @@ def test_collections_all_or_none(devorg: DevOrgHandle, sf: Salesforce) -> None:
     assert got[0]["Phone"] == "555"
     deleted = sf.restful(f"composite/sobjects?ids={a_id},{c_id}", method="DELETE")
     assert [r["success"] for r in deleted] == [True, True]
+    key = f"K-{time.time_ns()}"
+    upsert = [{"attributes": {"type": "Account"}, "Customer_Number__c": key, "Name": "Up A"},
+              {"attributes": {"type": "Account"}, "Name": "no key"}]  # fmt: skip
+    first = sf.restful("composite/sobjects/Account/Customer_Number__c", method="PATCH",
+                       json={"allOrNone": False, "records": upsert})  # fmt: skip
+    assert [(r["success"], r.get("created")) for r in first] == [(True, True), (False, None)]
+    upsert[0]["Name"] = "Up B"
+    again = sf.restful("composite/sobjects/Account/Customer_Number__c", method="PATCH",
+                       json={"records": upsert[:1]})  # fmt: skip
+    assert again == [{"id": first[0]["id"], "success": True, "errors": [], "created": False}]
+    assert sf.Account.get(first[0]["id"])["Name"] == "Up B"
     too_many = [{"attributes": {"type": "Account"}, "Name": str(i)} for i in range(201)]
     with pytest.raises(SalesforceMalformedRequest):
         sf.restful("composite/sobjects", method="POST", json={"records": too_many})
