@@ -26,7 +26,8 @@ handed to simple-salesforce is a subclass whose ``request`` calls it:
   backoff and jitter (``RetryPolicy``; ``Retry-After`` is honoured), up to ``attempts`` tries,
   then :class:`RetriesExhausted`. A POST is not idempotent (a create could be applied twice), so
   it is only retried when Salesforce cannot have acted on it: 502/503/504 answers and
-  connection failures before the request was sent (connect errors/timeouts).
+  connection failures before the request was sent (connect errors/timeouts). Logins are
+  retried on 502/503/504 and connection errors (a SOAP login fault is a final HTTP 500).
 * **Expired session**: 401 -> log in again once (if the credentials allow it) and repeat the
   call; with an existing session (``auth_method="session"``) :class:`SessionExpired` instead.
 * **API limit**: 403 ``REQUEST_LIMIT_EXCEEDED`` -> :class:`ApiLimitReached`, a clean stop:
@@ -249,7 +250,9 @@ class SalesforceClient:
 
     def _may_retry(self, kind: str, method: str, status: int | None,
                    exc: Exception | None) -> bool:  # fmt: skip
-        if kind == "login" or method.upper() != "POST":
+        if kind == "login":  # SOAP answers a refused login with a 500 fault: final
+            return status is None or status in _POST_SAFE_STATUSES
+        if method.upper() != "POST":
             return True
         if status is not None:
             return status in _POST_SAFE_STATUSES
