@@ -669,6 +669,15 @@ async def devorg_expire_sessions(request: Request) -> Response:
     return json_response({"expired": await run_in_threadpool(org.sessions.expire_all)})
 
 
+async def not_found(request: Request, exc: Exception) -> Response:
+    return error_response(ApiError("NOT_FOUND", "The requested resource does not exist"))
+
+
+async def not_allowed(request: Request, exc: Exception) -> Response:
+    method = request.method
+    return error_response(ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed"))
+
+
 def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette:
     v = "/services/data/v{version:str}"
     routes = [
@@ -714,6 +723,6 @@ def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette
         *bulk_routes(),
         *(extra_routes or []),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
     app.state.org = org
     return app

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce import Salesforce
 
 from sf_sync.config import Settings, load_settings
@@ -26,6 +29,7 @@ class DevOrgHandle:
     settings: Settings
     org: DevorgSettings
     control: DevorgControl
+    private_key_file: Path  # the connected app's JWT signing key (its certificate is registered)
 
     def session(self) -> requests.Session:
         s = requests.Session()
@@ -38,33 +42,45 @@ class DevOrgHandle:
         return self.control.salesforce(client)
 
 
+@contextmanager
+def running_devorg(root: Path, kafka_bootstrap: str) -> Iterator[DevOrgHandle]:
+    """A dev org process on a free port over its own topics, with a JWT certificate registered
+    (an RSA key made here; the org reads the public half at start)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_file, public_file = root / "jwt-key.pem", root / "jwt-cert.pem"
+    private_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ))  # fmt: skip
+    public_file.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo,
+    ))  # fmt: skip
+    suffix = uuid.uuid4().hex[:10]
+    config = write_config(root, kafka_bootstrap, suffix, devorg_port=_free_port())
+    raw = yaml.safe_load(config.read_text())
+    raw["devorg"]["jwt_public_key_file"] = str(public_file)
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.MonkeyPatch.context() as env:  # restored however the fixture ends
+        env.setenv("SF_SYNC_CONFIG", str(config))  # the org's process reads it too
+        env.delenv("SF_SYNC_HOME", raising=False)
+        env.delenv("SF_SYNC_KAFKA_BOOTSTRAP", raising=False)
+        settings = load_settings(config)
+        org = devorg_settings(settings)
+        ensure_topics(kafka_bootstrap, settings.topics, partitions=3)
+        try:
+            service.start(org)
+            yield DevOrgHandle(root, settings, org, DevorgControl(org), private_file)
+        finally:
+            service.stop(org)
+            delete_topics(kafka_bootstrap, settings.topics)
+
+
 @pytest.fixture(scope="module")
 def devorg(
     tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str
 ) -> Iterator[DevOrgHandle]:
-    root = tmp_path_factory.mktemp("devorg")
-    suffix = uuid.uuid4().hex[:10]
-    config = write_config(root, kafka_bootstrap, suffix, devorg_port=_free_port())
-    saved = {
-        k: os.environ.get(k) for k in ("SF_SYNC_CONFIG", "SF_SYNC_HOME", "SF_SYNC_KAFKA_BOOTSTRAP")
-    }
-    os.environ["SF_SYNC_CONFIG"] = str(config)
-    os.environ.pop("SF_SYNC_HOME", None)
-    os.environ.pop("SF_SYNC_KAFKA_BOOTSTRAP", None)
-    settings = load_settings(config)
-    org = devorg_settings(settings)
-    ensure_topics(kafka_bootstrap, settings.topics, partitions=3)
-    service.start(org)
-    try:
-        yield DevOrgHandle(root, settings, org, DevorgControl(org))
-    finally:
-        service.stop(org)
-        delete_topics(kafka_bootstrap, settings.topics)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with running_devorg(tmp_path_factory.mktemp("devorg"), kafka_bootstrap) as handle:
+        yield handle
 
 
 @pytest.fixture
