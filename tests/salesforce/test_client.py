@@ -136,3 +136,13 @@ def test_budget_stops_before_the_share_is_exceeded(org: ClientOrg) -> None:
     with pytest.raises(ApiBudgetExhausted):
         client.count("Account")  # refused before any call
     assert client.stats.api_calls == 1 + 3
+
+
+def test_latency_beyond_the_timeout_is_retried_then_reported(org: ClientOrg) -> None:
+    org.control.set_faults({"latency_ms": 1200})
+    patient = org.client(timeout_s=10)
+    assert patient.count("Account") >= 0  # slow but within the timeout: fine
+    hasty = org.client(timeout_s=0.3, retry=RetryPolicy(attempts=2, base_delay_s=0.001))
+    with pytest.raises(RetriesExhausted) as err:
+        hasty.count("Account")
+    assert err.value.attempts == 2 and err.value.status is None  # timed out, no answer
