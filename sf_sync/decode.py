@@ -116,24 +116,39 @@ def _list_literal(items: Iterable[str]) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]::VARCHAR[]"
 
 
+#: The batch's Arrow table, registered by ``stage_raw`` until the next batch replaces it. The
+#: raw bytes are read from it (lake files, dead letters) instead of being copied into DuckDB.
+RAW_VIEW = "batch_arrow"
+
+#: Formats whose decoder reads the message as text (the CDC ones read the parsed ``top``).
+_TEXT_FORMATS = ("platform_event", "external")
+
+
 def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
     """Checks what every format shares: a body, size, UTF-8, JSON, an object.
 
-    Creates ``batch_raw``: every message with ``error``, or its ``text`` and ``top``, the
-    top-level object as a MAP of JSON values. Parsing once here, into a MAP, and reading keys
-    from it is several times faster than a JSON path per field (each re-parses the document).
+    Creates ``batch_raw``: every message with ``error``, or its ``top``, the top-level object
+    as a MAP of JSON values (and its ``text`` for the formats that read text). Parsing once
+    here, into a MAP, and reading keys from it is several times faster than a JSON path per
+    field (each re-parses the document). The bytes themselves (``key``, ``value``) are not
+    copied: they stay in the registered Arrow table ``batch_arrow``, which is all the lake and
+    the dead letters need, and which DuckDB's memory limit does not have to hold twice.
     """
-    con.register("raw_arrow", raw)
+    con.register(RAW_VIEW, raw)
     limit = settings.max_message_bytes
+    text_topics = _list_literal(
+        sorted(s.topic for s in settings.streams if s.format in _TEXT_FORMATS)
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE batch_raw AS
         WITH t0 AS (
-            SELECT *, CASE WHEN value IS NOT NULL AND octet_length(value) BETWEEN 1 AND {limit}
-                           THEN try(decode(value)) END AS text
-            FROM raw_arrow),
+            SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, value,
+                   CASE WHEN value IS NOT NULL AND octet_length(value) BETWEEN 1 AND {limit}
+                        THEN try(decode(value)) END AS text
+            FROM {RAW_VIEW}),
         t AS (SELECT *, try(json_transform(text, '"MAP(VARCHAR, JSON)"')) AS parsed FROM t0)
-        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, key, value, text,
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp,
             CASE WHEN value IS NULL THEN 'null value (tombstone): a change event needs a body'
                  WHEN octet_length(value) = 0 THEN 'empty value'
                  WHEN octet_length(value) > {limit}
@@ -145,11 +160,11 @@ def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings)
                     THEN 'value is JSON but not an object (' || json_type(text) || ')'
                  ELSE 'JSON object cannot be read as a record (duplicate keys?)'
             END AS error,
+            CASE WHEN error IS NULL AND list_contains({text_topics}, topic) THEN text END AS text,
             CASE WHEN error IS NULL THEN parsed END AS top
         FROM t
         """
     )
-    con.unregister("raw_arrow")
 
 
 def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -541,17 +556,19 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE batch_errors AS
-        SELECT topic, kafka_partition, kafka_offset, error, value AS raw_value,
-               kafka_timestamp
-        FROM batch_raw WHERE error IS NOT NULL
-        UNION ALL
-        SELECT topic, kafka_partition, kafka_offset,
-               'topic is not declared in the configuration', value, kafka_timestamp
-        FROM batch_raw WHERE error IS NULL AND list_contains({undeclared}, topic)
-        UNION ALL
-        SELECT d.topic, d.kafka_partition, d.kafka_offset, d.error, r.value, d.kafka_timestamp
-        FROM batch_decoded d JOIN batch_raw r USING (topic, kafka_partition, kafka_offset)
-        WHERE d.error IS NOT NULL
+        WITH bad AS (
+            SELECT topic, kafka_partition, kafka_offset, error, kafka_timestamp
+            FROM batch_raw WHERE error IS NOT NULL
+            UNION ALL
+            SELECT topic, kafka_partition, kafka_offset,
+                   'topic is not declared in the configuration', kafka_timestamp
+            FROM batch_raw WHERE error IS NULL AND list_contains({undeclared}, topic)
+            UNION ALL
+            SELECT topic, kafka_partition, kafka_offset, error, kafka_timestamp
+            FROM batch_decoded WHERE error IS NOT NULL)
+        SELECT b.topic, b.kafka_partition, b.kafka_offset, b.error, r.value AS raw_value,
+               b.kafka_timestamp
+        FROM bad b JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset)
         """
     )
     con.execute(
@@ -568,7 +585,7 @@ def _reject_inconsistent_bodies(con: duckdb.DuckDBPyConnection) -> None:
     lists a field as changed but not nulled must carry its value.
     """
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE batch_field_errors AS
         SELECT ev, min(error) AS error FROM (
             SELECT ev, 'field ' || field || ' holds ' || json_type(v) || ', not a value'
@@ -582,7 +599,7 @@ def _reject_inconsistent_bodies(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO batch_errors
         SELECT d.topic, d.kafka_partition, d.kafka_offset, e.error, r.value, d.kafka_timestamp
         FROM batch_field_errors e JOIN batch_decoded d USING (ev)
-        JOIN batch_raw r USING (topic, kafka_partition, kafka_offset);
+        JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset);
         DELETE FROM batch_decoded WHERE ev IN (SELECT ev FROM batch_field_errors);
         """
     )
@@ -655,7 +672,7 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         """
         CREATE OR REPLACE TEMP TABLE batch_changes AS
         WITH vals AS (
-            SELECT ev, list(field ORDER BY field) AS changed_fields
+            SELECT ev, list_sort(list(field)) AS changed_fields
             FROM batch_fields GROUP BY ev)
         SELECT * FROM (
             SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
