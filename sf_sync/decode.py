@@ -168,7 +168,12 @@ def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings)
 
 
 def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Rules for a CDC ChangeEventHeader (``h``) and its body (``env``)."""
+    """Rules for a CDC ChangeEventHeader (``h``) and its body (``env``).
+
+    The header's lists are checked and read once per message (``rids_ok``/``rids``,
+    ``changed_ok``/``changed_l``, ... in ``_cdc_events_sql``): a rule using a list comes after
+    the rule that it is a list of strings, so the list is always there when it is used.
+    """
     all_types = _list_literal(CHANGE_TYPES + GAP_TYPES)
     objects = _list_literal(known_objects)
     return [
@@ -186,17 +191,17 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
             "'unknown change type ' || (h ->> 'changeType')",
         ),
         (
-            "(h -> 'recordIds') IS NOT NULL AND sf_is_string_list(h -> 'recordIds')",
+            "(h -> 'recordIds') IS NOT NULL AND rids_ok",
             "'header.recordIds missing or not a list of strings'",
         ),
         (
-            "h ->> 'changeType' = 'GAP_OVERFLOW' OR len(sf_string_list(h -> 'recordIds')) > 0",
+            "h ->> 'changeType' = 'GAP_OVERFLOW' OR len(rids) > 0",
             "'header.recordIds is empty'",
         ),
         (
-            "list_bool_and(list_transform(sf_string_list(h -> 'recordIds'),"
+            "list_bool_and(list_transform(rids,"
             " lambda i: sf_id_ok(i) OR regexp_full_match(i, '[a-zA-Z0-9]{3}\\*')))"
-            " OR len(sf_string_list(h -> 'recordIds')) = 0",
+            " OR len(rids) = 0",
             "'header.recordIds holds a malformed Salesforce Id'",
         ),
         (
@@ -218,23 +223,16 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
         ),
         ("sf_opt_text(h -> 'changeOrigin')", "'header.changeOrigin is not a string'"),
         ("sf_opt_text(h -> 'commitUser')", "'header.commitUser is not a string'"),
+        ("changed_ok", "'header.changedFields is not a list of strings'"),
+        ("nulled_ok", "'header.nulledFields is not a list of strings'"),
+        ("diff_ok", "'header.diffFields is not a list of strings'"),
         (
-            "sf_is_string_list(h -> 'changedFields')",
-            "'header.changedFields is not a list of strings'",
-        ),
-        (
-            "sf_is_string_list(h -> 'nulledFields')",
-            "'header.nulledFields is not a list of strings'",
-        ),
-        ("sf_is_string_list(h -> 'diffFields')", "'header.diffFields is not a list of strings'"),
-        (
-            "list_bool_and(list_transform(sf_string_list(h -> 'changedFields')"
-            " || sf_string_list(h -> 'nulledFields'), lambda f: sf_field_ok(f))) IS NOT false",
+            "list_bool_and(list_transform(changed_l || nulled_l, lambda f: sf_field_ok(f)))"
+            " IS NOT false",
             "'header.changedFields or nulledFields holds a malformed field name'",
         ),
         (
-            "h ->> 'changeType' <> 'UPDATE' OR len(sf_string_list(h -> 'changedFields'))"
-            " + len(sf_string_list(h -> 'nulledFields')) > 0",
+            "h ->> 'changeType' <> 'UPDATE' OR len(changed_l) + len(nulled_l) > 0",
             "'UPDATE event lists no changed fields'",
         ),
         ("body_all IS NOT NULL", "'event body is not an object'"),
@@ -272,12 +270,23 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
                      CASE WHEN json_type(h_json) = 'OBJECT'
                           THEN try(json_transform(h_json, {_HEADER_STRUCT})) END AS h,
                      {replay} AS replay_id
-              FROM e)
+              FROM e),
+        ok AS (SELECT *, sf_is_string_list(h -> 'recordIds') AS rids_ok,
+                      sf_is_string_list(h -> 'changedFields') AS changed_ok,
+                      sf_is_string_list(h -> 'nulledFields') AS nulled_ok,
+                      sf_is_string_list(h -> 'diffFields') AS diff_ok
+               FROM h),
+        l AS (SELECT *, CASE WHEN rids_ok THEN sf_string_list(h -> 'recordIds') END AS rids,
+                     CASE WHEN changed_ok THEN sf_string_list(h -> 'changedFields') END
+                         AS changed_l,
+                     CASE WHEN nulled_ok THEN sf_string_list(h -> 'nulledFields') END AS nulled_l,
+                     CASE WHEN diff_ok THEN sf_string_list(h -> 'diffFields') END AS diff_l
+              FROM ok)
         SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, {error} AS error,
             {_q(stream.source)} AS source,
             h ->> 'entityName' AS object,
             h ->> 'changeType' AS change_type,
-            sf_string_list(h -> 'recordIds') AS record_ids,
+            rids AS record_ids,
             (h ->> 'entityName') || ':' || (h ->> 'transactionKey') || ':'
                 || (h ->> 'sequenceNumber') AS event_key,
             CASE WHEN sf_epoch_ms_ok(h -> 'commitTimestamp')
@@ -287,16 +296,18 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
             TRY_CAST(h -> 'sequenceNumber' AS BIGINT) AS sequence_number,
             h ->> 'changeOrigin' AS change_origin,
             h ->> 'commitUser' AS commit_user,
-            sf_string_list(h -> 'changedFields') AS changed_raw,
-            sf_string_list(h -> 'nulledFields') AS nulled_raw,
-            sf_string_list(h -> 'diffFields') AS diff_raw,
+            changed_l AS changed_raw,
+            nulled_l AS nulled_raw,
+            diff_l AS diff_raw,
             -- Older connector versions omit nulledFields: then a null changed field is nulled.
             coalesce(json_type(h -> 'nulledFields') = 'ARRAY', false) AS strict_nulls,
-            map_from_entries(list_filter(map_entries(body_all), lambda kv: NOT list_contains(
-                {_list_literal(CONNECTOR_META_KEYS)}, kv.key))) AS body,
+            -- The connector's own keys (header, Id, ...) are dropped when the body is
+            -- flattened (connector_meta): cheaper than rebuilding every body's map here.
+            body_all AS body,
+            true AS connector_meta,
             NULL::VARCHAR AS salesforce_id,
             replay_id
-        FROM h
+        FROM l
     """)
 
 
@@ -371,6 +382,7 @@ def _platform_event_sql(stream: StreamConfig) -> str:
             CASE WHEN json_type(data_doc) = 'OBJECT'
                  THEN json_transform(data_doc, '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            false AS connector_meta,
             NULL::VARCHAR AS salesforce_id,
             doc ->> '$.event.replayId' AS replay_id
         FROM s
@@ -449,6 +461,7 @@ def _external_sql(stream: StreamConfig) -> str:
             CASE WHEN json_type(doc -> 'changed_fields') = 'OBJECT'
                  THEN json_transform(doc -> 'changed_fields', '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            false AS connector_meta,
             doc ->> 'salesforce_id' AS salesforce_id,
             NULL::VARCHAR AS replay_id
         FROM s
@@ -618,11 +631,15 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
     if types:
         con.executemany("INSERT INTO field_types VALUES (?, ?, ?)", types)
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE batch_flat AS
-        WITH entries AS (
-            SELECT ev, object, unnest(map_entries(body)) AS kv
+        WITH all_entries AS (
+            SELECT ev, object, connector_meta, unnest(map_entries(body)) AS kv
             FROM batch_decoded WHERE change_type IN ('CREATE', 'UPDATE', 'UNDELETE')),
+        entries AS (
+            SELECT ev, object, kv FROM all_entries
+            WHERE NOT (connector_meta
+                       AND list_contains({_list_literal(CONNECTOR_META_KEYS)}, kv.key))),
         flat AS (
             SELECT ev, object, kv.key AS field, kv.value AS v
             FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
