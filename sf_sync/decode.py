@@ -116,24 +116,39 @@ def _list_literal(items: Iterable[str]) -> str:
     return "[" + ", ".join(_q(i) for i in items) + "]::VARCHAR[]"
 
 
+#: The batch's Arrow table, registered by ``stage_raw`` until the next batch replaces it. The
+#: raw bytes are read from it (lake files, dead letters) instead of being copied into DuckDB.
+RAW_VIEW = "batch_arrow"
+
+#: Formats whose decoder reads the message as text (the CDC ones read the parsed ``top``).
+_TEXT_FORMATS = ("platform_event", "external")
+
+
 def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
     """Checks what every format shares: a body, size, UTF-8, JSON, an object.
 
-    Creates ``batch_raw``: every message with ``error``, or its ``text`` and ``top``, the
-    top-level object as a MAP of JSON values. Parsing once here, into a MAP, and reading keys
-    from it is several times faster than a JSON path per field (each re-parses the document).
+    Creates ``batch_raw``: every message with ``error``, or its ``top``, the top-level object
+    as a MAP of JSON values (and its ``text`` for the formats that read text). Parsing once
+    here, into a MAP, and reading keys from it is several times faster than a JSON path per
+    field (each re-parses the document). The bytes themselves (``key``, ``value``) are not
+    copied: they stay in the registered Arrow table ``batch_arrow``, which is all the lake and
+    the dead letters need, and which DuckDB's memory limit does not have to hold twice.
     """
-    con.register("raw_arrow", raw)
+    con.register(RAW_VIEW, raw)
     limit = settings.max_message_bytes
+    text_topics = _list_literal(
+        sorted(s.topic for s in settings.streams if s.format in _TEXT_FORMATS)
+    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE batch_raw AS
         WITH t0 AS (
-            SELECT *, CASE WHEN value IS NOT NULL AND octet_length(value) BETWEEN 1 AND {limit}
-                           THEN try(decode(value)) END AS text
-            FROM raw_arrow),
+            SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, value,
+                   CASE WHEN value IS NOT NULL AND octet_length(value) BETWEEN 1 AND {limit}
+                        THEN try(decode(value)) END AS text
+            FROM {RAW_VIEW}),
         t AS (SELECT *, try(json_transform(text, '"MAP(VARCHAR, JSON)"')) AS parsed FROM t0)
-        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, key, value, text,
+        SELECT topic, kafka_partition, kafka_offset, kafka_timestamp,
             CASE WHEN value IS NULL THEN 'null value (tombstone): a change event needs a body'
                  WHEN octet_length(value) = 0 THEN 'empty value'
                  WHEN octet_length(value) > {limit}
@@ -145,15 +160,20 @@ def stage_raw(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings)
                     THEN 'value is JSON but not an object (' || json_type(text) || ')'
                  ELSE 'JSON object cannot be read as a record (duplicate keys?)'
             END AS error,
+            CASE WHEN error IS NULL AND list_contains({text_topics}, topic) THEN text END AS text,
             CASE WHEN error IS NULL THEN parsed END AS top
         FROM t
         """
     )
-    con.unregister("raw_arrow")
 
 
 def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Rules for a CDC ChangeEventHeader (``h``) and its body (``env``)."""
+    """Rules for a CDC ChangeEventHeader (``h``) and its body (``env``).
+
+    The header's lists are checked and read once per message (``rids_ok``/``rids``,
+    ``changed_ok``/``changed_l``, ... in ``_cdc_events_sql``): a rule using a list comes after
+    the rule that it is a list of strings, so the list is always there when it is used.
+    """
     all_types = _list_literal(CHANGE_TYPES + GAP_TYPES)
     objects = _list_literal(known_objects)
     return [
@@ -171,17 +191,17 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
             "'unknown change type ' || (h ->> 'changeType')",
         ),
         (
-            "(h -> 'recordIds') IS NOT NULL AND sf_is_string_list(h -> 'recordIds')",
+            "(h -> 'recordIds') IS NOT NULL AND rids_ok",
             "'header.recordIds missing or not a list of strings'",
         ),
         (
-            "h ->> 'changeType' = 'GAP_OVERFLOW' OR len(sf_string_list(h -> 'recordIds')) > 0",
+            "h ->> 'changeType' = 'GAP_OVERFLOW' OR len(rids) > 0",
             "'header.recordIds is empty'",
         ),
         (
-            "list_bool_and(list_transform(sf_string_list(h -> 'recordIds'),"
+            "list_bool_and(list_transform(rids,"
             " lambda i: sf_id_ok(i) OR regexp_full_match(i, '[a-zA-Z0-9]{3}\\*')))"
-            " OR len(sf_string_list(h -> 'recordIds')) = 0",
+            " OR len(rids) = 0",
             "'header.recordIds holds a malformed Salesforce Id'",
         ),
         (
@@ -203,23 +223,16 @@ def _header_checks(known_objects: tuple[str, ...]) -> list[tuple[str, str]]:
         ),
         ("sf_opt_text(h -> 'changeOrigin')", "'header.changeOrigin is not a string'"),
         ("sf_opt_text(h -> 'commitUser')", "'header.commitUser is not a string'"),
+        ("changed_ok", "'header.changedFields is not a list of strings'"),
+        ("nulled_ok", "'header.nulledFields is not a list of strings'"),
+        ("diff_ok", "'header.diffFields is not a list of strings'"),
         (
-            "sf_is_string_list(h -> 'changedFields')",
-            "'header.changedFields is not a list of strings'",
-        ),
-        (
-            "sf_is_string_list(h -> 'nulledFields')",
-            "'header.nulledFields is not a list of strings'",
-        ),
-        ("sf_is_string_list(h -> 'diffFields')", "'header.diffFields is not a list of strings'"),
-        (
-            "list_bool_and(list_transform(sf_string_list(h -> 'changedFields')"
-            " || sf_string_list(h -> 'nulledFields'), lambda f: sf_field_ok(f))) IS NOT false",
+            "list_bool_and(list_transform(changed_l || nulled_l, lambda f: sf_field_ok(f)))"
+            " IS NOT false",
             "'header.changedFields or nulledFields holds a malformed field name'",
         ),
         (
-            "h ->> 'changeType' <> 'UPDATE' OR len(sf_string_list(h -> 'changedFields'))"
-            " + len(sf_string_list(h -> 'nulledFields')) > 0",
+            "h ->> 'changeType' <> 'UPDATE' OR len(changed_l) + len(nulled_l) > 0",
             "'UPDATE event lists no changed fields'",
         ),
         ("body_all IS NOT NULL", "'event body is not an object'"),
@@ -257,12 +270,23 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
                      CASE WHEN json_type(h_json) = 'OBJECT'
                           THEN try(json_transform(h_json, {_HEADER_STRUCT})) END AS h,
                      {replay} AS replay_id
-              FROM e)
+              FROM e),
+        ok AS (SELECT *, sf_is_string_list(h -> 'recordIds') AS rids_ok,
+                      sf_is_string_list(h -> 'changedFields') AS changed_ok,
+                      sf_is_string_list(h -> 'nulledFields') AS nulled_ok,
+                      sf_is_string_list(h -> 'diffFields') AS diff_ok
+               FROM h),
+        l AS (SELECT *, CASE WHEN rids_ok THEN sf_string_list(h -> 'recordIds') END AS rids,
+                     CASE WHEN changed_ok THEN sf_string_list(h -> 'changedFields') END
+                         AS changed_l,
+                     CASE WHEN nulled_ok THEN sf_string_list(h -> 'nulledFields') END AS nulled_l,
+                     CASE WHEN diff_ok THEN sf_string_list(h -> 'diffFields') END AS diff_l
+              FROM ok)
         SELECT topic, kafka_partition, kafka_offset, kafka_timestamp, {error} AS error,
             {_q(stream.source)} AS source,
             h ->> 'entityName' AS object,
             h ->> 'changeType' AS change_type,
-            sf_string_list(h -> 'recordIds') AS record_ids,
+            rids AS record_ids,
             (h ->> 'entityName') || ':' || (h ->> 'transactionKey') || ':'
                 || (h ->> 'sequenceNumber') AS event_key,
             CASE WHEN sf_epoch_ms_ok(h -> 'commitTimestamp')
@@ -272,16 +296,18 @@ def _cdc_events_sql(stream: StreamConfig) -> str:
             TRY_CAST(h -> 'sequenceNumber' AS BIGINT) AS sequence_number,
             h ->> 'changeOrigin' AS change_origin,
             h ->> 'commitUser' AS commit_user,
-            sf_string_list(h -> 'changedFields') AS changed_raw,
-            sf_string_list(h -> 'nulledFields') AS nulled_raw,
-            sf_string_list(h -> 'diffFields') AS diff_raw,
+            changed_l AS changed_raw,
+            nulled_l AS nulled_raw,
+            diff_l AS diff_raw,
             -- Older connector versions omit nulledFields: then a null changed field is nulled.
             coalesce(json_type(h -> 'nulledFields') = 'ARRAY', false) AS strict_nulls,
-            map_from_entries(list_filter(map_entries(body_all), lambda kv: NOT list_contains(
-                {_list_literal(CONNECTOR_META_KEYS)}, kv.key))) AS body,
+            -- The connector's own keys (header, Id, ...) are dropped when the body is
+            -- flattened (connector_meta): cheaper than rebuilding every body's map here.
+            body_all AS body,
+            true AS connector_meta,
             NULL::VARCHAR AS salesforce_id,
             replay_id
-        FROM h
+        FROM l
     """)
 
 
@@ -356,6 +382,7 @@ def _platform_event_sql(stream: StreamConfig) -> str:
             CASE WHEN json_type(data_doc) = 'OBJECT'
                  THEN json_transform(data_doc, '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            false AS connector_meta,
             NULL::VARCHAR AS salesforce_id,
             doc ->> '$.event.replayId' AS replay_id
         FROM s
@@ -434,6 +461,7 @@ def _external_sql(stream: StreamConfig) -> str:
             CASE WHEN json_type(doc -> 'changed_fields') = 'OBJECT'
                  THEN json_transform(doc -> 'changed_fields', '"MAP(VARCHAR, JSON)"')
                  ELSE MAP {{}}::MAP(VARCHAR, JSON) END AS body,
+            false AS connector_meta,
             doc ->> 'salesforce_id' AS salesforce_id,
             NULL::VARCHAR AS replay_id
         FROM s
@@ -541,17 +569,19 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE batch_errors AS
-        SELECT topic, kafka_partition, kafka_offset, error, value AS raw_value,
-               kafka_timestamp
-        FROM batch_raw WHERE error IS NOT NULL
-        UNION ALL
-        SELECT topic, kafka_partition, kafka_offset,
-               'topic is not declared in the configuration', value, kafka_timestamp
-        FROM batch_raw WHERE error IS NULL AND list_contains({undeclared}, topic)
-        UNION ALL
-        SELECT d.topic, d.kafka_partition, d.kafka_offset, d.error, r.value, d.kafka_timestamp
-        FROM batch_decoded d JOIN batch_raw r USING (topic, kafka_partition, kafka_offset)
-        WHERE d.error IS NOT NULL
+        WITH bad AS (
+            SELECT topic, kafka_partition, kafka_offset, error, kafka_timestamp
+            FROM batch_raw WHERE error IS NOT NULL
+            UNION ALL
+            SELECT topic, kafka_partition, kafka_offset,
+                   'topic is not declared in the configuration', kafka_timestamp
+            FROM batch_raw WHERE error IS NULL AND list_contains({undeclared}, topic)
+            UNION ALL
+            SELECT topic, kafka_partition, kafka_offset, error, kafka_timestamp
+            FROM batch_decoded WHERE error IS NOT NULL)
+        SELECT b.topic, b.kafka_partition, b.kafka_offset, b.error, r.value AS raw_value,
+               b.kafka_timestamp
+        FROM bad b JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset)
         """
     )
     con.execute(
@@ -568,7 +598,7 @@ def _reject_inconsistent_bodies(con: duckdb.DuckDBPyConnection) -> None:
     lists a field as changed but not nulled must carry its value.
     """
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE batch_field_errors AS
         SELECT ev, min(error) AS error FROM (
             SELECT ev, 'field ' || field || ' holds ' || json_type(v) || ', not a value'
@@ -582,7 +612,7 @@ def _reject_inconsistent_bodies(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO batch_errors
         SELECT d.topic, d.kafka_partition, d.kafka_offset, e.error, r.value, d.kafka_timestamp
         FROM batch_field_errors e JOIN batch_decoded d USING (ev)
-        JOIN batch_raw r USING (topic, kafka_partition, kafka_offset);
+        JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset);
         DELETE FROM batch_decoded WHERE ev IN (SELECT ev FROM batch_field_errors);
         """
     )
@@ -601,11 +631,15 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
     if types:
         con.executemany("INSERT INTO field_types VALUES (?, ?, ?)", types)
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE batch_flat AS
-        WITH entries AS (
-            SELECT ev, object, unnest(map_entries(body)) AS kv
+        WITH all_entries AS (
+            SELECT ev, object, connector_meta, unnest(map_entries(body)) AS kv
             FROM batch_decoded WHERE change_type IN ('CREATE', 'UPDATE', 'UNDELETE')),
+        entries AS (
+            SELECT ev, object, kv FROM all_entries
+            WHERE NOT (connector_meta
+                       AND list_contains({_list_literal(CONNECTOR_META_KEYS)}, kv.key))),
         flat AS (
             SELECT ev, object, kv.key AS field, kv.value AS v
             FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
@@ -655,7 +689,7 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         """
         CREATE OR REPLACE TEMP TABLE batch_changes AS
         WITH vals AS (
-            SELECT ev, list(field ORDER BY field) AS changed_fields
+            SELECT ev, list_sort(list(field)) AS changed_fields
             FROM batch_fields GROUP BY ev)
         SELECT * FROM (
             SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,

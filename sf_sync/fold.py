@@ -95,8 +95,8 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
             key,
         )
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE fold_values AS SELECT record_id, field, value, ord"
-            " FROM new_values WHERE source = $source AND object = $object",
+            "CREATE OR REPLACE TEMP TABLE fold_values AS SELECT record_id, field, value,"
+            " event_key FROM new_values WHERE source = $source AND object = $object",
             key,
         )
     _derive(con, fields)
@@ -138,11 +138,11 @@ def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> N
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE fold_values AS
-        SELECT n.record_id, n.field, n.value, n.ord FROM new_values n
+        SELECT n.record_id, n.field, n.value, n.event_key FROM new_values n
         ANTI JOIN fold_late USING (record_id)
         WHERE n.source = $source AND n.object = $object
         UNION ALL
-        SELECT v.record_id, v.field, v.value, v.ord FROM change_values v
+        SELECT v.record_id, v.field, v.value, v.event_key FROM change_values v
         JOIN fold_late l USING (record_id)
         WHERE v.source = $source AND v.object = $object AND v.ord.ts >= $ts AND v.ord >= l.min_ord
         """,
@@ -151,7 +151,13 @@ def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> N
 
 
 def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
-    """Numbers the replayed changes into versions and derives states and field changes."""
+    """Numbers the replayed changes into versions and derives states and field changes.
+
+    Only ``fold_seq`` orders by ``ord`` (a six-field struct, costly to sort): every later
+    window orders by the integer ``version`` it gives, which follows ``ord`` within a record.
+    The windows also run over narrow rows; the wide base row is joined after them, so the
+    sorts do not carry one column per field.
+    """
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE fold_seq AS
@@ -168,24 +174,37 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
         WINDOW w AS (PARTITION BY r.record_id ORDER BY r.ord)
         """
     )
+    # A change is one (record, event): event_key is unique per record within an object
+    # (change_events is deduplicated on it), a cheaper join key than the ord struct.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE fold_vals AS
+        SELECT v.record_id, v.field, v.value, q.version
+        FROM fold_values v JOIN fold_seq q USING (record_id, event_key)
+        """
+    )
     base_of = (
-        "CASE v.field " + " ".join(f"WHEN '{f}' THEN b.{quote_ident(f)}" for f in fields) + " END"
+        "CASE c.field " + " ".join(f"WHEN '{f}' THEN b.{quote_ident(f)}" for f in fields) + " END"
         if fields
         else "NULL"
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_field_history AS
-        SELECT v.record_id, v.field,
-            CASE WHEN lag(v.ord) OVER f IS NULL THEN {base_of} ELSE lag(v.value) OVER f END
-                AS old_value,
-            v.value AS new_value, q.commit_timestamp AS changed_at, q.change_type,
-            q.commit_user AS changed_by, q.event_key, q.version, v.ord
-        FROM fold_values v
-        JOIN fold_seq q USING (record_id, ord)
-        LEFT JOIN fold_base b USING (record_id)
-        WINDOW f AS (PARTITION BY v.record_id, v.field ORDER BY v.ord)
-        QUALIFY old_value IS DISTINCT FROM new_value
+        WITH chained AS (
+            SELECT record_id, field, version, value AS new_value,
+                   lag(value) OVER f AS prev_value, lag(version) OVER f IS NULL AS first
+            FROM fold_vals
+            WINDOW f AS (PARTITION BY record_id, field ORDER BY version)),
+        changes AS (
+            SELECT c.record_id, c.field, c.version, c.new_value,
+                   CASE WHEN c.first THEN {base_of} ELSE c.prev_value END AS old_value
+            FROM chained c LEFT JOIN fold_base b ON c.first AND b.record_id = c.record_id)
+        SELECT c.record_id, c.field, c.old_value, c.new_value,
+            q.commit_timestamp AS changed_at, q.change_type, q.commit_user AS changed_by,
+            q.event_key, q.version, q.ord
+        FROM changes c JOIN fold_seq q USING (record_id, version)
+        WHERE c.old_value IS DISTINCT FROM c.new_value
         """
     )
     coded = ", ".join(
@@ -193,29 +212,34 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
         for f in fields
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE fold_sets AS SELECT record_id, ord"
+        "CREATE OR REPLACE TEMP TABLE fold_sets AS SELECT record_id, version"
         + (f", {coded}" if coded else "")
-        + " FROM fold_values GROUP BY record_id, ord"
+        + " FROM fold_vals GROUP BY record_id, version"
+    )
+    running = ", ".join(
+        f"last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w AS {quote_ident(f)}" for f in fields
     )
     states = ", ".join(
-        f"CASE WHEN last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w IS NULL"
-        f" THEN b.{quote_ident(f)}"
-        f" ELSE nullif(last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w, {_NULL})"
-        f" END AS {quote_ident(f)}"
+        f"CASE WHEN r.{quote_ident(f)} IS NULL THEN b.{quote_ident(f)}"
+        f" ELSE nullif(r.{quote_ident(f)}, {_NULL}) END AS {quote_ident(f)}"
         for f in fields
     )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_versions AS
-        SELECT q.record_id, q.version, q.commit_timestamp AS valid_from, q.next_ts AS valid_to,
-            q.is_deleted, q.event_key, q.change_type, q.commit_user AS changed_by,
-            coalesce(q.salesforce_id, b.salesforce_id) AS salesforce_id, q.ord
+        WITH r AS (
+            SELECT q.record_id, q.version, q.commit_timestamp, q.next_ts, q.is_deleted,
+                q.event_key, q.change_type, q.commit_user, q.salesforce_id, q.ord
+                {", " + running if running else ""}
+            FROM fold_seq q
+            LEFT JOIN fold_sets s USING (record_id, version)
+            WINDOW w AS (PARTITION BY q.record_id ORDER BY q.version
+                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
+        SELECT r.record_id, r.version, r.commit_timestamp AS valid_from, r.next_ts AS valid_to,
+            r.is_deleted, r.event_key, r.change_type, r.commit_user AS changed_by,
+            coalesce(r.salesforce_id, b.salesforce_id) AS salesforce_id, r.ord
             {", " + states if states else ""}
-        FROM fold_seq q
-        LEFT JOIN fold_sets s USING (record_id, ord)
-        LEFT JOIN fold_base b USING (record_id)
-        WINDOW w AS (PARTITION BY q.record_id ORDER BY q.ord
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        FROM r LEFT JOIN fold_base b USING (record_id)
         """
     )
 

@@ -18,7 +18,8 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +28,7 @@ import pyarrow as pa
 
 from sf_sync import lake, warehouse
 from sf_sync.config import Settings
-from sf_sync.decode import decode_isolating
+from sf_sync.decode import RAW_VIEW, decode_isolating
 from sf_sync.fold import fold_new_changes
 from sf_sync.kafka.client import commit_offsets, read_ranges
 from sf_sync.ranges import OffsetRange, batches, subtract
@@ -91,15 +92,7 @@ def ingest_ranges(
         settings.home, publish=True, memory_limit=settings.duckdb_memory_limit
     ) as con:
         to_read = _uncovered(con, ranges)
-        for batch in batches(to_read, settings.batch_messages):
-            t_read = time.perf_counter()
-            raw = read_ranges(
-                settings.bootstrap,
-                settings.group_id,
-                batch,
-                stall_timeout_s=settings.read_stall_timeout_s,
-            )
-            clock["kafka_read"] = clock.get("kafka_read", 0.0) + time.perf_counter() - t_read
+        for batch, raw in _prefetched(settings, batches(to_read, settings.batch_messages), clock):
             crash_point("after_kafka_read")
             t_store = time.perf_counter()
             stats.update(store_batch(con, settings, raw, batch, run_id))
@@ -125,6 +118,41 @@ def ingest_ranges(
     )
 
 
+def _prefetched(
+    settings: Settings, planned: Iterable[list[OffsetRange]], clock: dict[str, float]
+) -> Iterator[tuple[list[OffsetRange], pa.Table]]:
+    """Yields each batch of ranges with its messages, reading the next batch meanwhile.
+
+    Storing a batch is DuckDB work and reading one is librdkafka work; both release the GIL,
+    so reading batch n+1 in a thread while batch n is stored hides most of the read. At most
+    two batches are in memory. Nothing is stored before its own read has finished, so the
+    exactly-once argument is unchanged; a read error surfaces when its batch is due (the
+    batches before it are stored, as they would be without the prefetch). ``kafka_read`` in
+    ``clock`` is the time spent *waiting* for a read, i.e. what the overlap did not hide.
+    """
+
+    def read(batch: list[OffsetRange]) -> pa.Table:
+        return read_ranges(
+            settings.bootstrap,
+            settings.group_id,
+            batch,
+            stall_timeout_s=settings.read_stall_timeout_s,
+        )
+
+    pending = iter(planned)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-sync-read") as pool:
+        batch = next(pending, None)
+        future: Future[pa.Table] | None = pool.submit(read, batch) if batch is not None else None
+        while batch is not None and future is not None:
+            t_wait = time.perf_counter()
+            raw = future.result()
+            clock["kafka_read"] = clock.get("kafka_read", 0.0) + time.perf_counter() - t_wait
+            following = next(pending, None)
+            future = pool.submit(read, following) if following is not None else None
+            yield batch, raw
+            batch = following
+
+
 def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) -> list[OffsetRange]:
     out: list[OffsetRange] = []
     for r in ranges:
@@ -138,6 +166,21 @@ def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) ->
 
 
 def store_batch(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    raw: pa.Table,
+    ranges: list[OffsetRange],
+    run_id: str | None,
+) -> dict[str, int]:
+    """Stores one batch: decode, lake files, then one warehouse transaction (see module doc)."""
+    try:
+        return _store_batch(con, settings, raw, ranges, run_id)
+    finally:
+        # The decoder registered the batch's Arrow table; let its memory go with the batch.
+        con.unregister(RAW_VIEW)
+
+
+def _store_batch(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     raw: pa.Table,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from sf_sync.decode import RAW_VIEW
 from sf_sync.ranges import OffsetRange
 
 _FILE = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
@@ -47,9 +48,10 @@ def remove_orphans(lake: Path, topic: str, partition: int, recorded: set[tuple[i
 def write_ranges(
     con: duckdb.DuckDBPyConnection, lake: Path, ranges: list[OffsetRange]
 ) -> list[Path]:
-    """Writes ``batch_raw`` rows of each range to its files, one per event date.
+    """Writes the batch's messages of each range to its files, one per event date.
 
-    Needs temp tables ``batch_raw`` and ``batch_event_dates`` (topic, partition, offset,
+    Needs the batch's Arrow table registered as ``batch_arrow`` (``decode.RAW_VIEW``, done by
+    the decoder) and the temp table ``batch_event_dates`` (topic, partition, offset,
     event_date). Messages that could not be decoded are dated by their Kafka timestamp.
     """
     written: list[Path] = []
@@ -69,7 +71,7 @@ def write_ranges(
                 f"""COPY (
                     SELECT b.topic, b.kafka_partition, b.kafka_offset, b.kafka_timestamp,
                            b.key, b.value
-                    FROM batch_raw b JOIN batch_event_dates d
+                    FROM {RAW_VIEW} b JOIN batch_event_dates d
                       USING (topic, kafka_partition, kafka_offset)
                     WHERE b.topic = $topic AND b.kafka_partition = $part
                       AND b.kafka_offset >= $start AND b.kafka_offset < $end
