@@ -4,9 +4,14 @@ recorded for repair; dropped events leave drift that only a reconciliation can f
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
+import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceRefusedRequest
 
@@ -53,8 +58,6 @@ def test_daily_limit_reached(devorg: DevOrgHandle, sf: Salesforce) -> None:
 
 
 def test_faults_are_validated(devorg: DevOrgHandle) -> None:
-    import requests
-
     with pytest.raises(requests.HTTPError):
         devorg.control.set_faults({"error_rate": 2})
     with pytest.raises(requests.HTTPError):
@@ -116,3 +119,15 @@ def test_gaps_overflow_and_drops(devorg: DevOrgHandle, sf: Salesforce) -> None:
     # Gapped and dropped changes are not in the history: drift that reconciliation must repair.
     assert current == {gapped: "Riga", dropped: "Riga"}
     assert sf.Account.get(dropped)["BillingCity"] == "Oslo"
+
+
+def test_faults_cli_switches_a_running_org(devorg: DevOrgHandle) -> None:
+    cli = [sys.executable, "-m", "sf_sync.cli", "devorg", "faults"]
+    env = {**os.environ, "SF_SYNC_CONFIG": str(devorg.root / "sf-sync.yaml")}
+    out = subprocess.run([*cli, "--set", "latency_ms=25", "--set", "gap_events=0.5"],
+                         env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(out.stdout)["latency_ms"] == 25
+    assert devorg.control.faults()["gap_events"] == 0.5
+    bad = subprocess.run([*cli, "--set", "error_rate=7"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert devorg.control.faults()["error_rate"] == 0.0

@@ -129,3 +129,25 @@ def test_devorg_state_equals_current_history(devorg: DevOrgHandle, sf: Salesforc
     assert (f"com/salesforce/api/rest/{devorg.org.api_version};client=tests",) in origins
     assert compare(devorg, sf, "Account") >= 25
     assert compare(devorg, sf, "Contact") >= 10
+
+
+def test_platform_event_published_through_the_org_reaches_the_history(
+    devorg: DevOrgHandle, sf: Salesforce
+) -> None:
+    rid = sf.Account.create({"Name": "PE target", "Phone": "1"})["id"]
+    published = sf.Customer_Change__e.create({
+        "Object__c": "Account", "Record_Id__c": rid, "Change_Type__c": "UPDATE",
+        "Changed_Fields__c": "Phone", "Payload__c": '{"Phone": "+1 555"}',
+    })  # fmt: skip
+    assert published["success"] is True
+    ingest(devorg)
+    con = warehouse.connect_history(devorg.settings.home)
+    try:
+        rows = con.execute(
+            "SELECT field, old_value, new_value FROM field_history "
+            "WHERE record_id = ? AND field = 'Phone' ORDER BY changed_at",
+            [rid],
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [("Phone", None, "1"), ("Phone", "1", "+1 555")]

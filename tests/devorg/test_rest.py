@@ -248,6 +248,7 @@ def test_soap_undelete_and_deleted_window(devorg: DevOrgHandle, sf: Salesforce) 
     end = datetime.now(UTC) + timedelta(minutes=1)
     window = sf.Account.deleted(start, end)
     assert rid in [r["id"] for r in window["deletedRecords"]]
+    assert rid not in sf.Account.updated(start, end)["ids"]  # deleted records are not listed
     envelope = (
         '<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope xmlns:soapenv='
         '"http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com">'
@@ -261,6 +262,7 @@ def test_soap_undelete_and_deleted_window(devorg: DevOrgHandle, sf: Salesforce) 
     )  # fmt: skip
     assert resp.status_code == 200 and "<success>true</success>" in resp.text
     assert sf.Account.get(rid)["IsDeleted"] is False
+    assert rid in sf.Account.updated(start, end + timedelta(minutes=1))["ids"]
     assert devorg.control.undelete(sf, [rid, "001000000000000AAA"]) == [False, False]
     types = [header(e)["changeType"] for e in events_for(devorg, account_topic(devorg), rid)]
     assert types == ["CREATE", "DELETE", "UNDELETE"]
