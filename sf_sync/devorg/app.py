@@ -300,26 +300,9 @@ def external_id_resource(call: Call) -> Response | dict[str, Any]:
                 "INVALID_FIELD",
                 f"The external ID field {spec.name} cannot be set in the body of an upsert",
             )
-        record_id, created = _upsert(tx, obj, spec, value, values, matches)
+        record_id, created = tx.upsert(obj, spec, value, values)
     body = {"id": record_id, "success": True, "errors": [], "created": created}
     return json_response(body, 201 if created else 200)
-
-
-def _upsert(
-    tx: Any, obj: ObjectSpec, spec: Any, value: Any, values: dict[str, Any], matches: list[str]
-) -> tuple[str, bool]:
-    """Updates the one record whose external Id is ``value``, or creates it; (id, created)."""
-    if len(matches) > 1:
-        raise ApiError(
-            "DUPLICATE_EXTERNAL_ID",
-            f"{spec.name}: more than one record found for external id field: {matches}",
-            [spec.name], status=300,
-        )  # fmt: skip
-    if matches:
-        return tx.update(obj, matches[0], values), False
-    if spec.name != "Id":
-        values = {**values, spec.name: value}
-    return tx.create(obj, values), True
 
 
 def _window(call: Call) -> tuple[str, str]:
@@ -333,14 +316,20 @@ def _window(call: Call) -> tuple[str, str]:
     return start, end
 
 
-def deleted(call: Call) -> dict[str, Any]:
+def _modstamp_window(call: Call, deleted: bool) -> tuple[str, str, list[tuple[Any, ...]]]:
+    """Records of the object deleted (or changed and live) within ``start``..``end``."""
     obj = call.obj(call.request.path_params["sobject"])
     start, end = _window(call)
     rows = call.store.read(
-        f"SELECT Id, SystemModstamp FROM {q(obj.name)} WHERE IsDeleted = 1 "
+        f"SELECT Id, SystemModstamp FROM {q(obj.name)} WHERE IsDeleted = ? "
         "AND SystemModstamp >= ? AND SystemModstamp < ? ORDER BY SystemModstamp",
-        (start, end),
+        (int(deleted), start, end),
     )
+    return start, end, rows
+
+
+def deleted(call: Call) -> dict[str, Any]:
+    start, end, rows = _modstamp_window(call, deleted=True)
     return {
         "deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
         "earliestDateAvailable": start,
@@ -349,13 +338,7 @@ def deleted(call: Call) -> dict[str, Any]:
 
 
 def updated(call: Call) -> dict[str, Any]:
-    obj = call.obj(call.request.path_params["sobject"])
-    start, end = _window(call)
-    rows = call.store.read(
-        f"SELECT Id FROM {q(obj.name)} WHERE IsDeleted = 0 "
-        "AND SystemModstamp >= ? AND SystemModstamp < ? ORDER BY SystemModstamp",
-        (start, end),
-    )
+    _start, end, rows = _modstamp_window(call, deleted=False)
     return {"ids": [r[0] for r in rows], "latestDateCovered": end}
 
 
@@ -479,8 +462,7 @@ def _collection_item(call: Call, tx: Any, method: str, item: Any) -> dict[str, A
         if spec is None or not (spec.external_id or spec.name == "Id") or key is None:
             raise ApiError("INVALID_FIELD", f"missing or invalid external id {upsert_field}")
         values.pop(spec.name, None)
-        matches = [key] if spec.name == "Id" else tx.find_by(obj, spec, key)
-        record_id, created = _upsert(tx, obj, spec, key, values, matches)
+        record_id, created = tx.upsert(obj, spec, key, values)
         return {"id": record_id, "success": True, "errors": [], "created": created}
     if method == "POST":
         return {"id": tx.create(obj, values), "success": True, "errors": []}

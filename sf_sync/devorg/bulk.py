@@ -45,6 +45,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -442,50 +443,36 @@ def _apply(
         record_id = _row_id(header, row)
         if not record_id:
             raise ApiError("MISSING_ARGUMENT", f"Id not specified in an {operation} call")
-        try:
+        values = {k: v for k, v in _values(header, row, creating=False).items()
+                  if k.lower() != "id"}  # fmt: skip
+        with _unknown_id_is_a_bad_reference():
             if operation == "delete":
                 return tx.delete(obj, record_id), False
-            values = _values(header, row, creating=False)
-            values.pop("Id", None)
-            values = {k: v for k, v in values.items() if k.lower() != "id"}
             return tx.update(obj, record_id, values), False
-        except ApiError as err:
-            if err.error_code == "NOT_FOUND":
-                raise ApiError(
-                    "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"
-                ) from None
-            raise
     if operation == "upsert":
         spec = obj.field(job.info["externalIdFieldName"])
         assert spec is not None
         values = _values(header, row, creating=False)
         key = next((v for k, v in values.items() if k.lower() == spec.name.lower()), None)
-        if spec.name == "Id":
-            values = {k: v for k, v in values.items() if k.lower() != "id"}
-            if not key:
-                return tx.create(obj, {k: v for k, v in values.items() if v is not None}), True
-            try:
-                return tx.update(obj, key, values), False
-            except ApiError as err:
-                if err.error_code == "NOT_FOUND":
-                    raise ApiError(
-                        "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"
-                    ) from None
-                raise
+        values = {k: v for k, v in values.items() if k.lower() != spec.name.lower()}
+        if spec.name == "Id" and not key:
+            return tx.create(obj, {k: v for k, v in values.items() if v is not None}), True
         if not key:
             raise ApiError("MISSING_ARGUMENT", f"{obj.name}.{spec.name} not specified", [spec.name])
-        matches = tx.find_by(obj, spec, key)
-        if len(matches) > 1:
-            raise ApiError(
-                "DUPLICATE_EXTERNAL_ID",
-                f"{spec.label}: more than one record found for external id field: "
-                f"[{', '.join(matches)}]",
-                [spec.name],
-            )
-        if matches:
-            return tx.update(obj, matches[0], values), False
-        return tx.create(obj, {k: v for k, v in values.items() if v is not None}), True
+        with _unknown_id_is_a_bad_reference():
+            return tx.upsert(obj, spec, key, values)
     raise ApiError("INVALIDJOB", f"operation {operation} is not supported")
+
+
+@contextmanager
+def _unknown_id_is_a_bad_reference() -> Iterator[None]:
+    """Bulk reports a row naming a record that does not exist as a bad cross reference."""
+    try:
+        yield
+    except ApiError as err:
+        if err.error_code == "NOT_FOUND":
+            raise ApiError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id") from None
+        raise
 
 
 def _sf_error(err: ApiError) -> str:

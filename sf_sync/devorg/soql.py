@@ -93,6 +93,7 @@ from lark.exceptions import (
 )
 
 from sf_sync.devorg.metadata import FieldSpec, ObjectSpec, Schema
+from sf_sync.devorg.values import format_datetime
 from sf_sync.salesforce_ids import checksum
 
 MAX_OFFSET = 2000
@@ -325,12 +326,6 @@ def _literal(tok: Token) -> _Lit:
 _DATETIME_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2}))"
 )
-
-
-def format_datetime(value: datetime) -> str:
-    """The store's datetime encoding: UTC, milliseconds, ``+0000``."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
 def _utc_datetime(tok: Token) -> str:

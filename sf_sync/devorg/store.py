@@ -406,6 +406,26 @@ class Transaction:
         self.changes.append(Change(obj, record["Id"], "UNDELETE", record))
         return record["Id"]
 
+    def upsert(
+        self, obj: ObjectSpec, spec: FieldSpec, key: Any, values: Mapping[str, Any]
+    ) -> tuple[str, bool]:
+        """Updates the one live record whose external Id ``spec`` equals ``key``, or creates it
+        with that key; returns (Id, created). Several matches refuse, as Salesforce does."""
+        matches = [key] if spec.name == "Id" else self.find_by(obj, spec, key)
+        if len(matches) > 1:
+            raise ApiError(
+                "DUPLICATE_EXTERNAL_ID",
+                f"{spec.label}: more than one record found for external id field: "
+                f"[{', '.join(matches)}]",
+                [spec.name], status=300,
+            )  # fmt: skip
+        if matches:
+            return self.update(obj, matches[0], values), False
+        fields = {k: v for k, v in values.items() if v is not None}
+        if spec.name != "Id":
+            fields[spec.name] = key
+        return self.create(obj, fields), True
+
     def find_by(self, obj: ObjectSpec, spec: FieldSpec, value: Any) -> list[str]:
         """Live records whose external Id equals ``value`` (case-insensitive, as Salesforce)."""
         stored = to_storage(obj, spec, value, self.store.schema)
