@@ -879,7 +879,7 @@ def query_results(call: Any) -> Response:
 
 
 def bulk_routes() -> list[Route]:
-    from sf_sync.devorg.app import rest
+    from sf_sync.devorg.gate import rest
 
     v = "/services/data/v{version:str}/jobs"
     routes = []
