@@ -516,7 +516,8 @@ def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Se
         for name in DECODE_OUTPUTS:
             shift = f" REPLACE (ev + {numbered} AS ev)" if name in _NUMBERED else ""
             pieces[name].append(con.sql(f"SELECT *{shift} FROM {name}").to_arrow_table())
-        numbered += con.execute("SELECT count(*) FROM batch_decoded").fetchall()[0][0]
+        # ``ev`` has holes where rows failed a rule: shift the next piece past the largest.
+        numbered += con.execute("SELECT coalesce(max(ev), 0) FROM batch_decoded").fetchall()[0][0]
 
     run(0, 0)  # the empty batch gives every output its columns, even if nothing else decodes
     run(0, raw.num_rows)
@@ -544,7 +545,8 @@ def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Se
 def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
     """Decodes ``raw`` (``RAW_SCHEMA``) into temp tables ``batch_changes`` and ``batch_errors``.
 
-    ``batch_decoded`` keeps one normalised row per good message (``ev`` numbers them);
+    ``batch_decoded`` keeps one normalised row per good message (``ev`` numbers them, not
+    densely: the numbers of rejected messages are left out);
     ``batch_changes`` has one row per (event, record); ``batch_fields`` the flat values each
     event (``ev``) sets; ``batch_gaps`` the gaps.
     """
@@ -554,16 +556,18 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     streams = [s for s in settings.streams if s.topic in topics]
     unknown = topics - {s.topic for s in streams}
     parts = [_FORMAT_SQL[s.format](s) for s in streams]
+    # ``ev`` numbers the events as they are decoded; rows that fail a rule are deleted below
+    # rather than the table being copied without them (a copy of every body's map).
     if parts:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
-            + " UNION ALL ".join(f"({p})" for p in parts)
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS SELECT row_number() OVER () AS ev, *"
+            " FROM (" + " UNION ALL ".join(f"({p})" for p in parts) + ")"
         )
     else:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS SELECT 0::BIGINT AS ev, * FROM ("
             + _cdc_events_sql(StreamConfig("none", "", "cometd"))
-            + " LIMIT 0"
+            + " LIMIT 0)"
         )
     undeclared = _list_literal(sorted(unknown))
     con.execute(
@@ -584,10 +588,7 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
         FROM bad b JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset)
         """
     )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_decoded AS"
-        " SELECT row_number() OVER () AS ev, * FROM batch_decoded WHERE error IS NULL"
-    )
+    con.execute("DELETE FROM batch_decoded WHERE error IS NOT NULL")
     _explode_changes(con, settings)
 
 
