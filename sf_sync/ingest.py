@@ -371,11 +371,12 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE new_values AS
-        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value, n.ord
+        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value,
+               n.commit_timestamp
         FROM new_changes n JOIN batch_fields f USING (ev)
         """
     )
-    con.execute("INSERT INTO change_values SELECT * FROM new_values")
+    con.execute("INSERT INTO change_values BY NAME SELECT * FROM new_values")
     (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
     return {
         "dead_letters": dead,
