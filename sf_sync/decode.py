@@ -642,16 +642,24 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
             WHERE NOT (connector_meta
                        AND list_contains({_list_literal(CONNECTOR_META_KEYS)}, kv.key))),
         flat AS (
-            SELECT ev, object, kv.key AS field, kv.value AS v
+            SELECT ev, object, kv.key AS field, kv.value AS v, false AS compound
             FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
             UNION ALL
-            SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v
+            SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v, true
             FROM (SELECT ev, object, kv.key AS compound, unnest(map_entries(
                              json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
-                  FROM entries WHERE json_type(kv.value) = 'OBJECT'))
-        SELECT ev, field, v, sf_normalise(f.v, t.kind) AS value
-        FROM flat f LEFT JOIN field_types t USING (object, field)
-        QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1;
+                  FROM entries WHERE json_type(kv.value) = 'OBJECT')),
+        typed AS (
+            SELECT ev, field, v, sf_normalise(f.v, t.kind) AS value, compound
+            FROM flat f LEFT JOIN field_types t USING (object, field)),
+        -- A body's own keys are unique (a MAP); only names made from a compound field can
+        -- meet another value of the same name, so only those names need a choice.
+        clash AS (SELECT DISTINCT ev, field FROM typed WHERE compound)
+        SELECT ev, field, v, value FROM typed ANTI JOIN clash USING (ev, field)
+        UNION ALL
+        SELECT ev, field, v, value FROM (
+            SELECT * FROM typed SEMI JOIN clash USING (ev, field)
+            QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1);
 
         CREATE OR REPLACE TEMP TABLE batch_listed AS
         SELECT ev, field, bool_or(nulled) AS nulled, bool_or(diffed) AS diffed,
