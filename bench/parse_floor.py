@@ -41,14 +41,14 @@ def main() -> None:
             " WHERE json_valid(text)",
             "one parse: document to MAP(VARCHAR, JSON)": "CREATE OR REPLACE TEMP TABLE m AS"
             " SELECT kafka_offset, json_transform(text, '\"MAP(VARCHAR, JSON)\"') AS top FROM t",
-            "one typed parse: payload to MAP, header typed": "CREATE OR REPLACE TEMP TABLE s AS"
+            "one parse: payload to a MAP, event typed": "CREATE OR REPLACE TEMP TABLE s AS"
             ' SELECT kafka_offset, json_transform(text, \'{"payload": "MAP(VARCHAR, JSON)",'
             ' "event": {"replayId": "BIGINT"}}\') AS doc FROM t',
             "unnest bodies to (event, field, value)": "CREATE OR REPLACE TEMP TABLE kv AS"
             " SELECT kafka_offset, unnest(map_keys(doc.payload)) AS field,"
             " unnest(map_values(doc.payload)) AS value FROM s",
             "insert those rows into a table": "CREATE OR REPLACE TABLE cv AS SELECT * FROM kv",
-            "COMMIT/checkpoint of that table": "CHECKPOINT",
+            "CHECKPOINT (the table was written in the WAL)": "CHECKPOINT",
             "raw bytes to Parquet (zstd)": f"COPY (SELECT * FROM batch_arrow) TO '{tmp}/l.parquet'"
             " (FORMAT parquet, COMPRESSION zstd)",
         }
@@ -57,11 +57,12 @@ def main() -> None:
             t0 = time.perf_counter()
             con.execute(sql)
             dt = time.perf_counter() - t0
-            if not label.startswith("json_valid") and not label.startswith("one parse"):
+            # Two steps are for comparison only: a bare scan, and the parse the floor replaces.
+            if not label.startswith(("json_valid", "one parse: document")):
                 total += dt
             print(f"{dt:7.3f}s  {label}")
         (rows,) = con.execute("SELECT count(*) FROM kv").fetchone()
-        print(f"{rows:,} body values; floor (decode, typed parse, unnest, insert, checkpoint,")
+        print(f"{rows:,} body values; floor (decode, one parse, unnest, insert, checkpoint,")
         print(f"  parquet) {total:.2f}s per {args.events:,} = {args.events / total:,.0f} events/s")
 
 
