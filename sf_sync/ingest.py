@@ -138,10 +138,11 @@ def record_retention_losses(
 ) -> int:
     """Records each lost range as a ``RETENTION_LOSS`` gap, once; returns how many are new.
 
-    The gap names no record (object ``*``, ``record_id`` NULL); its ``source`` is the topic's
-    stream's; ``kafka_offset`` is the first
-    lost offset, ``event_key`` the half-open range ``topic:partition:[from,to)``, and
-    ``commit_timestamp`` the time the loss was detected (no event time survives).
+    The gap names no record (object ``*``, ``record_id`` NULL); its ``source`` is that of the
+    topic's stream, ``kafka_offset`` the first lost offset, ``event_key`` the half-open range
+    ``topic:partition:[from,to)``, and ``commit_timestamp`` the time the loss was recorded (no
+    event time survives). Its own transaction, before the batches: a crash after it leaves the
+    row, and the retried run finds it (``gap_key`` is derived from the range).
     """
     sources = {s.topic: s.source for s in settings.streams}
     rows = [
