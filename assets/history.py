@@ -75,9 +75,14 @@ SPECS = [
 
 
 class IngestConfig(dg.Config):
-    """Ranges as ``topic:partition:start:end``; empty means "the partition's days"."""
+    """Ranges as ``topic:partition:start:end``; empty means "the partition's days".
+
+    ``lost_ranges`` (same form) are offsets that Kafka's retention deleted before they were
+    read; the planner finds them, the run records each as a ``RETENTION_LOSS`` gap.
+    """
 
     ranges: list[str] = []  # noqa: RUF012 - pydantic copies field defaults
+    lost_ranges: list[str] = []  # noqa: RUF012
 
 
 def _ranges(
@@ -142,7 +147,8 @@ def ingest_kafka_ranges(
     """Reads exactly the run's offset ranges and folds them into the history, idempotently."""
     settings = sf_sync.settings()
     ranges = _ranges(context, config, settings)
-    report = ingest_ranges(settings, ranges, run_id=context.run.run_id)
+    lost = [OffsetRange.decode(r) for r in config.lost_ranges]
+    report = ingest_ranges(settings, ranges, run_id=context.run.run_id, lost=lost)
     context.log.info(report.summary())
     for key, metadata in _metadata(report, _lag(settings)).items():
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

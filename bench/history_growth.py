@@ -63,12 +63,13 @@ def build(home: Path, versions: int) -> None:
         con.execute(f"""
             INSERT INTO change_values
             SELECT 'salesforce', 'Account', rid, 'Account:t' || i || ':1', 'Phone', 'p' || i,
-                   {ord_} FROM {ids.format(n=versions, r=records)}""")
+                   TIMESTAMPTZ '2023-01-01' + to_seconds(i)
+            FROM {ids.format(n=versions, r=records)}""")
         con.execute(f"""
             INSERT INTO field_history
             SELECT 'Account', rid, 'Phone', NULL, 'p' || i, TIMESTAMPTZ '2023-01-01'
-                   + to_seconds(i), 'UPDATE', 'u', 'salesforce', 'Account:t' || i || ':1', 1,
-                   {ord_} FROM {ids.format(n=versions, r=records)}""")
+                   + to_seconds(i), 'UPDATE', 'u', 'salesforce', 'Account:t' || i || ':1', 1
+            FROM {ids.format(n=versions, r=records)}""")
         cols = (
             "record_id, version, valid_from, valid_to, is_deleted, event_key, change_type,"
             " changed_by, salesforce_id, ord, " + ", ".join(f'"{f}"' for f in FIELDS)

@@ -25,9 +25,12 @@ ingest_job = dg.define_asset_job(
 def run_request(plan: RunPlan) -> dg.RunRequest:
     """The run for one plan; its config is the exact ranges, so it can be re-executed as is."""
     ranges = [r.encode() for r in plan.ranges]
+    config: dict[str, list[str]] = {"ranges": ranges}
+    if plan.lost:  # offsets retention deleted before they were read: the run records a gap
+        config["lost_ranges"] = [r.encode() for r in plan.lost]
     return dg.RunRequest(
         partition_key=plan.day,
-        run_config={"ops": {"ingest_kafka_ranges": {"config": {"ranges": ranges}}}},
+        run_config={"ops": {"ingest_kafka_ranges": {"config": config}}},
         tags={"sf_sync/messages": str(plan.messages), "sf_sync/ranges": str(len(ranges))},
     )
 

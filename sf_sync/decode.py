@@ -516,7 +516,8 @@ def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Se
         for name in DECODE_OUTPUTS:
             shift = f" REPLACE (ev + {numbered} AS ev)" if name in _NUMBERED else ""
             pieces[name].append(con.sql(f"SELECT *{shift} FROM {name}").to_arrow_table())
-        numbered += con.execute("SELECT count(*) FROM batch_decoded").fetchall()[0][0]
+        # ``ev`` has holes where rows failed a rule: shift the next piece past the largest.
+        numbered += con.execute("SELECT coalesce(max(ev), 0) FROM batch_decoded").fetchall()[0][0]
 
     run(0, 0)  # the empty batch gives every output its columns, even if nothing else decodes
     run(0, raw.num_rows)
@@ -544,7 +545,8 @@ def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Se
 def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> None:
     """Decodes ``raw`` (``RAW_SCHEMA``) into temp tables ``batch_changes`` and ``batch_errors``.
 
-    ``batch_decoded`` keeps one normalised row per good message (``ev`` numbers them);
+    ``batch_decoded`` keeps one normalised row per good message (``ev`` numbers them, not
+    densely: the numbers of rejected messages are left out);
     ``batch_changes`` has one row per (event, record); ``batch_fields`` the flat values each
     event (``ev``) sets; ``batch_gaps`` the gaps.
     """
@@ -554,16 +556,18 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
     streams = [s for s in settings.streams if s.topic in topics]
     unknown = topics - {s.topic for s in streams}
     parts = [_FORMAT_SQL[s.format](s) for s in streams]
+    # ``ev`` numbers the events as they are decoded; rows that fail a rule are deleted below
+    # rather than the table being copied without them (a copy of every body's map).
     if parts:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
-            + " UNION ALL ".join(f"({p})" for p in parts)
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS SELECT row_number() OVER () AS ev, *"
+            " FROM (" + " UNION ALL ".join(f"({p})" for p in parts) + ")"
         )
     else:
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE batch_decoded AS "
+            "CREATE OR REPLACE TEMP TABLE batch_decoded AS SELECT 0::BIGINT AS ev, * FROM ("
             + _cdc_events_sql(StreamConfig("none", "", "cometd"))
-            + " LIMIT 0"
+            + " LIMIT 0)"
         )
     undeclared = _list_literal(sorted(unknown))
     con.execute(
@@ -584,10 +588,7 @@ def decode_batch(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settin
         FROM bad b JOIN {RAW_VIEW} r USING (topic, kafka_partition, kafka_offset)
         """
     )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE batch_decoded AS"
-        " SELECT row_number() OVER () AS ev, * FROM batch_decoded WHERE error IS NULL"
-    )
+    con.execute("DELETE FROM batch_decoded WHERE error IS NOT NULL")
     _explode_changes(con, settings)
 
 
@@ -641,16 +642,24 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
             WHERE NOT (connector_meta
                        AND list_contains({_list_literal(CONNECTOR_META_KEYS)}, kv.key))),
         flat AS (
-            SELECT ev, object, kv.key AS field, kv.value AS v
+            SELECT ev, object, kv.key AS field, kv.value AS v, false AS compound
             FROM entries WHERE json_type(kv.value) IS DISTINCT FROM 'OBJECT'
             UNION ALL
-            SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v
+            SELECT ev, object, sf_flat_name(compound, sub.key) AS field, sub.value AS v, true
             FROM (SELECT ev, object, kv.key AS compound, unnest(map_entries(
                              json_transform(kv.value, '"MAP(VARCHAR, JSON)"'))) AS sub
-                  FROM entries WHERE json_type(kv.value) = 'OBJECT'))
-        SELECT ev, field, v, sf_normalise(f.v, t.kind) AS value
-        FROM flat f LEFT JOIN field_types t USING (object, field)
-        QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1;
+                  FROM entries WHERE json_type(kv.value) = 'OBJECT')),
+        typed AS (
+            SELECT ev, field, v, sf_normalise(f.v, t.kind) AS value, compound
+            FROM flat f LEFT JOIN field_types t USING (object, field)),
+        -- A body's own keys are unique (a MAP); only names made from a compound field can
+        -- meet another value of the same name, so only those names need a choice.
+        clash AS (SELECT DISTINCT ev, field FROM typed WHERE compound)
+        SELECT ev, field, v, value FROM typed ANTI JOIN clash USING (ev, field)
+        UNION ALL
+        SELECT ev, field, v, value FROM (
+            SELECT * FROM typed SEMI JOIN clash USING (ev, field)
+            QUALIFY row_number() OVER (PARTITION BY ev, field ORDER BY value NULLS LAST) = 1);
 
         CREATE OR REPLACE TEMP TABLE batch_listed AS
         SELECT ev, field, bool_or(nulled) AS nulled, bool_or(diffed) AS diffed,

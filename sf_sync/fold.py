@@ -125,16 +125,25 @@ def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> N
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE fold_replay AS
-        SELECT n.* FROM new_changes n ANTI JOIN fold_late USING (record_id)
-        WHERE n.source = $source AND n.object = $object AND n.change_type IN {_DATA_CHANGES}
-        UNION ALL BY NAME
+        CREATE OR REPLACE TEMP TABLE fold_late_changes AS
         SELECT c.* FROM change_events c JOIN fold_late l USING (record_id)
         WHERE c.source = $source AND c.object = $object AND c.commit_timestamp >= $ts
           AND c.ord >= l.min_ord AND c.change_type IN {_DATA_CHANGES}
         """,
         params,
     )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE fold_replay AS
+        SELECT n.* FROM new_changes n ANTI JOIN fold_late USING (record_id)
+        WHERE n.source = $source AND n.object = $object AND n.change_type IN {_DATA_CHANGES}
+        UNION ALL BY NAME
+        SELECT * FROM fold_late_changes
+        """,
+        key,
+    )
+    # The values of exactly the replayed changes (a change is one record and event_key);
+    # the commit time only lets DuckDB skip the row groups of older changes.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE fold_values AS
@@ -143,8 +152,8 @@ def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> N
         WHERE n.source = $source AND n.object = $object
         UNION ALL
         SELECT v.record_id, v.field, v.value, v.event_key FROM change_values v
-        JOIN fold_late l USING (record_id)
-        WHERE v.source = $source AND v.object = $object AND v.ord.ts >= $ts AND v.ord >= l.min_ord
+        SEMI JOIN fold_late_changes c USING (record_id, event_key)
+        WHERE v.source = $source AND v.object = $object AND v.commit_timestamp >= $ts
         """,
         params,
     )
@@ -202,7 +211,7 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
             FROM chained c LEFT JOIN fold_base b ON c.first AND b.record_id = c.record_id)
         SELECT c.record_id, c.field, c.old_value, c.new_value,
             q.commit_timestamp AS changed_at, q.change_type, q.commit_user AS changed_by,
-            q.event_key, q.version, q.ord
+            q.event_key, q.version
         FROM changes c JOIN fold_seq q USING (record_id, version)
         WHERE c.old_value IS DISTINCT FROM c.new_value
         """
@@ -257,11 +266,16 @@ def _write(
                                      WHERE b.record_id = l.record_id), l.min_ord)
             """
         )
+        # A record's versions follow its changes' order: the rows to derive again are those
+        # of the versions after the base (all of them when the late change is the first).
+        # Their commit time is at or after the earliest late change's, which prunes the scan.
         con.execute(
             """
             DELETE FROM field_history h USING fold_late l
             WHERE h.source = $source AND h.object = $object AND h.record_id = l.record_id
-              AND h.ord >= l.min_ord
+              AND h.changed_at >= (SELECT min(min_ord.ts) FROM fold_late)
+              AND h.version > coalesce((SELECT b.version FROM fold_late_base b
+                                        WHERE b.record_id = l.record_id), 0)
             """,
             {"source": source, "object": obj},
         )
@@ -282,7 +296,7 @@ def _write(
         """
         INSERT INTO field_history
         SELECT $object, record_id, field, old_value, new_value, changed_at, change_type,
-               changed_by, $source, event_key, version, ord
+               changed_by, $source, event_key, version
         FROM fold_field_history
         """,
         {"source": source, "object": obj},

@@ -83,14 +83,21 @@ def ingest_ranges(
     *,
     run_id: str | None = None,
     commit: bool = True,
+    lost: Sequence[OffsetRange] = (),
 ) -> IngestReport:
-    """Ingests ``ranges`` idempotently; running the same ranges again changes nothing."""
+    """Ingests ``ranges`` idempotently; running the same ranges again changes nothing.
+
+    ``lost`` are offset ranges that retention deleted before they were read; each becomes a
+    ``RETENTION_LOSS`` gap (once, however often the run is retried).
+    """
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     stats: Counter[str] = Counter()
     with warehouse.writer(
         settings.home, publish=True, memory_limit=settings.duckdb_memory_limit
     ) as con:
+        if lost:
+            stats["gaps"] += record_retention_losses(con, settings, lost, datetime.now(UTC))
         to_read = _uncovered(con, ranges)
         for batch, raw in _prefetched(settings, batches(to_read, settings.batch_messages), clock):
             crash_point("after_kafka_read")
@@ -102,7 +109,7 @@ def ingest_ranges(
     committed: dict[str, int] = {}
     if commit:
         ends: dict[tuple[str, int], int] = {}
-        for r in ranges:
+        for r in (*ranges, *lost):
             ends[(r.topic, r.partition)] = max(ends.get((r.topic, r.partition), 0), r.end)
         committed = {
             f"{t}:{p}": o
@@ -116,6 +123,63 @@ def ingest_ranges(
         seconds=clock,
         **stats,
     )
+
+
+def retention_loss_key(r: OffsetRange) -> str:
+    """The ``gap_key`` of a retention loss: one per lost range, whatever run records it."""
+    return f"retention:{r.topic}:{r.partition}:{r.start}-{r.end}/*/RETENTION_LOSS"
+
+
+def record_retention_losses(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    lost: Sequence[OffsetRange],
+    now: datetime,
+) -> int:
+    """Records each lost range as a ``RETENTION_LOSS`` gap, once; returns how many are new.
+
+    The gap names no record (object ``*``, ``record_id`` NULL); its ``source`` is that of the
+    topic's stream, ``kafka_offset`` the first lost offset, ``event_key`` the half-open range
+    ``topic:partition:[from,to)``, and ``commit_timestamp`` the time the loss was recorded (no
+    event time survives). Its own transaction, before the batches: a crash after it leaves the
+    row, and the retried run finds it (``gap_key`` is derived from the range).
+    """
+    sources = {s.topic: s.source for s in settings.streams}
+    rows = [
+        (
+            retention_loss_key(r),
+            sources.get(r.topic, "kafka"),
+            f"{r.topic}:{r.partition}:[{r.start},{r.end})",
+            r.topic,
+            r.partition,
+            r.start,
+        )
+        for r in lost
+        if r.size > 0
+    ]
+    if not rows:
+        return 0
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE lost_ranges (gap_key VARCHAR, source VARCHAR,"
+            " event_key VARCHAR, topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT)"
+        )
+        con.executemany("INSERT INTO lost_ranges VALUES (?, ?, ?, ?, ?, ?)", rows)
+        (new,) = con.execute(
+            """
+            INSERT INTO gaps
+            SELECT l.gap_key, l.source, '*', NULL, 'RETENTION_LOSS', []::VARCHAR[], $now, NULL,
+                   l.event_key, l.topic, l.kafka_partition, l.kafka_offset, $now, NULL
+            FROM lost_ranges l ANTI JOIN gaps g USING (gap_key)
+            """,
+            {"now": now},
+        ).fetchone()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return new
 
 
 def _prefetched(
@@ -308,11 +372,12 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE new_values AS
-        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value, n.ord
+        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value,
+               n.commit_timestamp
         FROM new_changes n JOIN batch_fields f USING (ev)
         """
     )
-    con.execute("INSERT INTO change_values SELECT * FROM new_values")
+    con.execute("INSERT INTO change_values BY NAME SELECT * FROM new_values")
     (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
     return {
         "dead_letters": dead,

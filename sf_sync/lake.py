@@ -67,18 +67,24 @@ def write_ranges(
             folder.mkdir(parents=True, exist_ok=True)
             final = folder / f"p{r.partition}-{r.start}-{r.end}.parquet"
             tmp = folder / f".{final.name}.{os.getpid()}.tmp"
+            # The usual range holds one date: then no join with the dates is needed.
+            dated = (
+                ""
+                if len(dates) == 1
+                else f"""SEMI JOIN (SELECT topic, kafka_partition, kafka_offset
+                               FROM batch_event_dates WHERE event_date = '{day}') d
+                      USING (topic, kafka_partition, kafka_offset)"""
+            )
             con.execute(
                 f"""COPY (
                     SELECT b.topic, b.kafka_partition, b.kafka_offset, b.kafka_timestamp,
                            b.key, b.value
-                    FROM {RAW_VIEW} b JOIN batch_event_dates d
-                      USING (topic, kafka_partition, kafka_offset)
+                    FROM {RAW_VIEW} b {dated}
                     WHERE b.topic = $topic AND b.kafka_partition = $part
                       AND b.kafka_offset >= $start AND b.kafka_offset < $end
-                      AND d.event_date = $day
                     ORDER BY b.kafka_offset
                 ) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)""",
-                {"topic": r.topic, "part": r.partition, "start": r.start, "end": r.end, "day": day},
+                {"topic": r.topic, "part": r.partition, "start": r.start, "end": r.end},
             )
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

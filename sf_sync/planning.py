@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from confluent_kafka.admin import AdminClient
@@ -22,10 +22,15 @@ from sf_sync.ranges import Cursor, OffsetRange, advance, pending_ranges, split_a
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run to launch: a day partition and at most one range per topic partition."""
+    """One run to launch: a day partition and at most one range per topic partition.
+
+    ``lost`` are offsets that retention deleted before they were read (see
+    :func:`retention_losses`); the run records each as a ``RETENTION_LOSS`` gap.
+    """
 
     day: str
     ranges: tuple[OffsetRange, ...]
+    lost: tuple[OffsetRange, ...] = ()
 
     @property
     def messages(self) -> int:
@@ -69,6 +74,17 @@ def _day_of(start: int, bounds: list[tuple[date, int]], oldest: date) -> date:
     return oldest
 
 
+def retention_losses(
+    positions: Mapping[kc.TP, int], earliest: Mapping[kc.TP, int]
+) -> list[OffsetRange]:
+    """``[position, earliest)`` for each partition whose next offset to ingest was deleted."""
+    return [
+        OffsetRange(tp[0], tp[1], pos, earliest[tp])
+        for tp, pos in sorted(positions.items())
+        if tp in earliest and pos < earliest[tp]
+    ]
+
+
 def plan_runs(
     settings: Settings,
     cursor: Cursor,
@@ -80,6 +96,10 @@ def plan_runs(
 
     Partitions the cursor does not know yet start at the consumer group's committed offset (so
     a reset sensor resumes where the data is durable), else at the earliest retained offset.
+    When the next offset to ingest (cursor or committed offset) is below the earliest retained
+    one, retention deleted messages before they were read: reading resumes at the earliest
+    offset and the lost range travels with the first plan (a plan of its own when nothing is
+    left to read), so that the run records it as a gap.
     Raises :class:`sf_sync.kafka.client.BrokerUnavailable` when the broker does not answer.
     """
     now = now or datetime.now(UTC)
@@ -87,17 +107,25 @@ def plan_runs(
     tps = kc.topic_partitions(admin, settings.topics)
     ends = kc.end_offsets(admin, tps)
     unknown = [tp for tp in tps if tp[1] not in cursor.get(tp[0], {})]
-    starts: dict[kc.TP, int] = {}
+    # One more ListOffsets (earliest) for every partition: retention may have deleted past
+    # the cursor as well as past the group's committed offset.
+    earliest = kc.start_offsets(admin, tps)
+    positions = {tp: cursor[tp[0]][tp[1]] for tp in tps if tp not in unknown}
+    starts: dict[kc.TP, int] = {tp: earliest[tp] for tp in unknown}
     if unknown:
-        starts = kc.start_offsets(admin, unknown)
         committed = kc.committed_offsets(admin, settings.group_id, unknown)
-        for tp, off in committed.items():  # retention may have deleted past the group's offset
+        positions.update(committed)
+        for tp, off in committed.items():
             starts[tp] = max(starts[tp], off)
-    pending = pending_ranges(cursor, starts, ends)
+    lost = retention_losses(positions, earliest)
     # Partitions seen for the first time enter the cursor even when empty, so later ticks
-    # need no start-offset lookups for them.
+    # need no group-offset lookups for them; a loss moves the cursor to the earliest offset.
     known = advance(cursor, [OffsetRange(t, p, off, off) for (t, p), off in starts.items()])
+    known = advance(known, [OffsetRange(r.topic, r.partition, r.end, r.end) for r in lost])
+    pending = pending_ranges(known, starts, ends)
     if not pending:
+        if lost:
+            return [RunPlan(now.astimezone(UTC).date().isoformat(), (), tuple(lost))], known
         return [], known
     today = now.astimezone(UTC).date()
     oldest = today - timedelta(days=settings.lookback_days)
@@ -114,6 +142,8 @@ def plan_runs(
         for i in range(max(len(c) for c in chunks)):
             ranges = tuple(c[i] for c in chunks if i < len(c))
             plans.append(RunPlan(day.isoformat(), ranges))
+    if lost:
+        plans[0] = replace(plans[0], lost=tuple(lost))
     return plans, advance(known, pending)
 
 

@@ -4,7 +4,8 @@ Layout (the public contract is ``docs/contract.md``):
 
 * ``change_events``, ``field_history``, ``gaps``, ``dead_letters``, ``ingested_ranges``:
   append-mostly tables.
-* ``change_values``: every value each change set (no-ops included), for re-deriving history.
+* ``change_values``: every value each change set (no-ops included) with its commit time, for
+  re-deriving history.
 * Per source and object, ``sv_<source>_<object>_closed`` (every superseded version) and
   ``sv_<source>_<object>_open`` (the latest version of each record) hold the SCD2 history with
   one VARCHAR column per field (added as fields appear). Splitting open from closed keeps a
@@ -65,8 +66,7 @@ CREATE TABLE IF NOT EXISTS field_history (
     changed_by VARCHAR,
     source VARCHAR NOT NULL,
     event_key VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    ord {ORD_TYPE} NOT NULL
+    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS change_values (
     source VARCHAR NOT NULL,
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS change_values (
     event_key VARCHAR NOT NULL,
     field VARCHAR NOT NULL,
     value VARCHAR,
-    ord {ORD_TYPE} NOT NULL
+    commit_timestamp TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS version_tables (
     source VARCHAR NOT NULL,
@@ -179,6 +179,7 @@ def writer(
                     con.execute("SET memory_limit = ?", [memory_limit])
                 con.execute("SET checkpoint_threshold = ?", [CHECKPOINT_THRESHOLD])
                 con.execute(SCHEMA)
+                migrate(con)
                 yield con
             finally:
                 con.close()
@@ -186,6 +187,40 @@ def writer(
                 publish_snapshot(home)
         finally:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Brings a warehouse written by an older sf-sync to the current schema; returns the steps.
+
+    Before perf2, ``field_history`` and ``change_values`` carried the six-field ``ord`` struct
+    of their change (not part of the contract). ``field_history`` drops it (a late event's
+    rows are found by version); ``change_values`` keeps only its commit time, which prunes the
+    re-derivation of late events. One transaction: a crash leaves the old schema whole.
+    """
+    steps = []
+    if "ord" in table_columns(con, "field_history"):
+        steps.append("ALTER TABLE field_history DROP COLUMN ord")
+    if "ord" in table_columns(con, "change_values"):
+        current = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS change_values") :]
+        current = current[: current.index(";")].replace(
+            "CREATE TABLE IF NOT EXISTS change_values", "CREATE TABLE change_values_migrated"
+        )
+        steps += [
+            current,
+            "INSERT INTO change_values_migrated SELECT * EXCLUDE (ord), ord.ts FROM change_values",
+            "DROP TABLE change_values",
+            "ALTER TABLE change_values_migrated RENAME TO change_values",
+        ]
+    if steps:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for step in steps:
+                con.execute(step)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return steps
 
 
 VERSION_COLUMNS = f"""

@@ -73,6 +73,20 @@ def test_create_sets_every_valued_field_with_flat_compound_names(con) -> None:
     assert row["event_key"] == "Account:00006bec-ce66-0611-9018-30a98446c9f2:1"
 
 
+def test_a_compound_part_meets_a_flat_field_of_the_same_name(con) -> None:
+    # Both the flat BillingCity (null) and BillingAddress.City arrive: the value wins, once.
+    doc = orjson.loads(sample("cometd-account-create.json"))
+    doc["payload"]["BillingCity"] = None
+    doc["payload"]["BillingStreet"] = "1 Other Street"
+    [row] = changes(con, (ACCOUNT, orjson.dumps(doc)))
+    assert row["field_values"]["BillingCity"] == "San Francisco"
+    assert row["field_values"]["BillingStreet"] == "1 Other Street"  # the smaller value, as before
+    (n,) = con.execute(
+        "SELECT count(*) FROM batch_flat WHERE ev = ? AND field = 'BillingCity'", [row["ev"]]
+    ).fetchone()
+    assert n == 1
+
+
 def test_update_applies_only_changed_and_nulled_fields(con) -> None:
     [row] = changes(con, (ACCOUNT, sample("cometd-account-update.json")))
     # Industry is in the body (enriched) but not in changedFields: not a change.
