@@ -4,6 +4,7 @@ finishes), nothing is lost, and the next ingest catches up to the exact history.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,7 +62,12 @@ def test_broker_stop_mid_run_loses_nothing(
     deadline = time.monotonic() + 120
     while not history.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # until the first run has landed; later ones are in flight
-    broker.stop_broker(state)
+    # The broker dies at once (SIGKILL): a controlled shutdown takes a second or two, long
+    # enough for a fast ingest to finish every run before the broker is gone.
+    pid = broker.broker_status(state, port=port).pid
+    assert pid is not None, "the test's own broker should be running"
+    os.kill(pid, signal.SIGKILL)
+    broker.stop_broker(state)  # reaps it and clears the PID file
     try:
         out = proc.communicate(timeout=120)[0].decode()
     finally:
