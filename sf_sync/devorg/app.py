@@ -4,6 +4,8 @@ endpoints under ``/_devorg/``, and Salesforce-shaped 404/405 answers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -79,20 +81,22 @@ async def not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(ApiError("METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed"))
 
 
+def _with_slash(path: str, endpoint: Any, methods: list[str]) -> list[Route]:
+    """Salesforce answers these paths with and without a trailing slash, without redirects."""
+    return [Route(path, endpoint, methods=methods), Route(path + "/", endpoint, methods=methods)]
+
+
 def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette:
     v = "/services/data/v{version:str}"
     routes = [
         Route("/services/oauth2/token", oauth_token, methods=["POST"]),
         Route("/services/Soap/u/{version:str}", soap, methods=["POST"]),
-        Route("/services/data", versions, methods=["GET"]),
-        Route("/services/data/", versions, methods=["GET"]),
+        *_with_slash("/services/data", versions, ["GET"]),
         Route(f"{v}/", rest(resources), methods=["GET"]),
-        Route(f"{v}/sobjects", rest(global_describe), methods=["GET"]),
-        Route(f"{v}/sobjects/", rest(global_describe), methods=["GET"]),
+        *_with_slash(f"{v}/sobjects", rest(global_describe), ["GET"]),
         Route(f"{v}/sobjects/{{sobject}}", rest(sobject_info), methods=["GET"]),
         Route(f"{v}/sobjects/{{sobject}}/", rest(create), methods=["POST"]),
-        Route(f"{v}/sobjects/{{sobject}}/describe", rest(describe), methods=["GET"]),
-        Route(f"{v}/sobjects/{{sobject}}/describe/", rest(describe), methods=["GET"]),
+        *_with_slash(f"{v}/sobjects/{{sobject}}/describe", rest(describe), ["GET"]),
         Route(f"{v}/sobjects/{{sobject}}/deleted/", rest(deleted), methods=["GET"]),
         Route(f"{v}/sobjects/{{sobject}}/updated/", rest(updated), methods=["GET"]),
         Route(
@@ -105,14 +109,11 @@ def build_app(org: DevOrg, extra_routes: list[Route] | None = None) -> Starlette
             rest(external_id_resource),
             methods=["GET", "PATCH"],
         ),
-        Route(f"{v}/query", rest(query), methods=["GET"]),
-        Route(f"{v}/query/", rest(query), methods=["GET"]),
-        Route(f"{v}/queryAll", rest(query), methods=["GET"]),
-        Route(f"{v}/queryAll/", rest(query), methods=["GET"]),
+        *_with_slash(f"{v}/query", rest(query), ["GET"]),
+        *_with_slash(f"{v}/queryAll", rest(query), ["GET"]),
         Route(f"{v}/query/{{locator}}", rest(query_more), methods=["GET"]),
         Route(f"{v}/queryAll/{{locator}}", rest(query_more), methods=["GET"]),
-        Route(f"{v}/limits", rest(limits), methods=["GET"]),
-        Route(f"{v}/limits/", rest(limits), methods=["GET"]),
+        *_with_slash(f"{v}/limits", rest(limits), ["GET"]),
         Route(f"{v}/composite/sobjects", rest(collections), methods=["POST", "PATCH", "DELETE"]),
         Route(f"{v}/composite/sobjects/{{sobject}}", rest(collection_retrieve), methods=["GET"]),
         Route(
