@@ -41,3 +41,29 @@ def is_valid_18(record_id: str) -> bool:
         and record_id.isascii()
         and checksum(record_id[:15]) == record_id[15:]
     )
+
+
+def normalise(record_id: str) -> str | None:
+    """A 15- or 18-character Id in its canonical 18-character form, or None if malformed.
+
+    An 18-character Id is case-insensitive: its suffix says which of the first 15 characters
+    are upper case, so the case is restored from it (as Salesforce accepts such Ids).
+    """
+    if not (record_id.isascii() and record_id.isalnum()) or len(record_id) not in (15, 18):
+        return None
+    if len(record_id) == 15:
+        return to_18(record_id)
+    suffix = record_id[15:].upper()
+    if any(c not in _CHECKSUM_ALPHABET for c in suffix):
+        return None
+    chars = []
+    for chunk, code in enumerate(suffix):
+        bits = _CHECKSUM_ALPHABET.index(code)
+        for i, ch in enumerate(record_id[chunk * 5 : chunk * 5 + 5]):
+            if bits & (1 << i):
+                if not ch.isalpha():
+                    return None
+                chars.append(ch.upper())
+            else:
+                chars.append(ch.lower())
+    return "".join(chars) + suffix

@@ -94,7 +94,7 @@ from lark.exceptions import (
 
 from sf_sync.devorg.metadata import FieldSpec, ObjectSpec, Schema
 from sf_sync.devorg.values import format_datetime
-from sf_sync.salesforce_ids import checksum
+from sf_sync.salesforce_ids import normalise as normalise_id
 
 MAX_OFFSET = 2000
 
@@ -398,29 +398,6 @@ def _decode_string(lit: _Lit, *, like: bool) -> str:
             )
         i += 2
     return "".join(out)
-
-
-def _normalise_id(value: str) -> str | None:
-    """A 15- or 18-character Id as the store keeps it (18 characters, case from the checksum)."""
-    if not (value.isascii() and value.isalnum()) or len(value) not in (15, 18):
-        return None
-    if len(value) == 15:
-        return value + checksum(value)
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-    suffix = value[15:].upper()
-    if any(c not in alphabet for c in suffix):
-        return None
-    chars = []
-    for chunk, code in enumerate(suffix):
-        bits = alphabet.index(code)
-        for i, ch in enumerate(value[chunk * 5 : chunk * 5 + 5]):
-            if bits & (1 << i):
-                if not ch.isalpha():
-                    return None
-                chars.append(ch.upper())
-            else:
-                chars.append(ch.lower())
-    return "".join(chars) + suffix
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,7 +866,7 @@ class _Compiler:
                 return text
             if text == "":
                 return None
-            normal = _normalise_id(text)
+            normal = normalise_id(text)
             if normal is None:
                 raise _fail("INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {text}", value.tok)
             return normal

@@ -20,7 +20,8 @@ from typing import Any
 from sf_sync.devorg.errors import ApiError
 from sf_sync.devorg.metadata import FieldSpec, ObjectSpec, Schema
 from sf_sync.devorg.values import format_datetime, now_utc, parse_datetime, to_storage
-from sf_sync.salesforce_ids import checksum, make_id
+from sf_sync.salesforce_ids import make_id
+from sf_sync.salesforce_ids import normalise as normalise_id
 
 SQL_TYPES = {"boolean": "INTEGER", "int": "INTEGER", "double": "REAL", "currency": "REAL",
              "percent": "REAL"}  # fmt: skip
@@ -435,15 +436,6 @@ class Transaction:
             (stored,),
         ).fetchall()
         return [r[0] for r in rows]
-
-
-def normalise_id(record_id: str) -> str | None:
-    """15-character Ids are accepted everywhere and stored as their 18-character form."""
-    if len(record_id) == 15 and record_id.isalnum():
-        return record_id + checksum(record_id)
-    if len(record_id) == 18 and record_id.isalnum():
-        return record_id[:15] + checksum(record_id[:15])
-    return None
 
 
 def utc_from_header(value: str) -> datetime:

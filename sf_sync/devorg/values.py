@@ -13,7 +13,7 @@ from typing import Any
 
 from sf_sync.devorg.errors import ApiError
 from sf_sync.devorg.metadata import FieldSpec, ObjectSpec, Schema
-from sf_sync.salesforce_ids import checksum
+from sf_sync.salesforce_ids import normalise as normalise_id
 
 TEXT_TYPES = {"string", "textarea", "picklist", "phone", "url", "email"}
 NUMBER_TYPES = {"double", "currency", "percent"}
@@ -127,18 +127,16 @@ def to_storage(obj: ObjectSpec, spec: FieldSpec, value: Any, schema: Schema) -> 
 
 def _reference(spec: FieldSpec, value: str, schema: Schema) -> str:
     """A lookup must hold a well-formed Id of one of the referenced objects' key prefixes."""
-    if len(value) == 15 and value.isalnum():
-        value = value + checksum(value)
-    ok = len(value) == 18 and value.isalnum() and checksum(value[:15]).lower() == value[15:].lower()
+    record_id = normalise_id(value)
     targets = [schema.get(t) for t in spec.reference_to]
     prefixes = {t.key_prefix for t in targets if t} | (
         {"005"} if "User" in spec.reference_to else set()
     )
-    if not ok or (prefixes and value[:3] not in prefixes):
+    if record_id is None or (prefixes and record_id[:3] not in prefixes):
         raise ApiError(
             "MALFORMED_ID", f"{spec.label}: id value of incorrect type: {value}", [spec.name]
         )
-    return value[:15] + checksum(value[:15])
+    return record_id
 
 
 def to_json(spec: FieldSpec, stored: Any) -> Any:
