@@ -27,6 +27,28 @@ def forget(pid: int) -> None:
     _children.pop(pid, None)
 
 
+def spawn_service(
+    argv: list[str],
+    log_path: Path,
+    pid_file: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Starts a background service as the leader of its own session (so it and its children
+    can be stopped as one group, and it gets SIGTERM as a job would), appending its output to
+    ``log_path`` and recording its PID in ``pid_file``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    adopt(proc)
+    atomic_write(pid_file, f"{proc.pid}\n")
+    return proc
+
+
 def read_pid(pid_file: Path) -> int | None:
     try:
         return int(pid_file.read_text().strip())

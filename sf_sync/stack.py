@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -29,13 +28,7 @@ def _spawn(name: str, argv: list[str], settings: Settings, env: dict[str, str]) 
     old = processes.read_pid(pid_file)
     if old is not None and processes.alive(old) and processes.cmdline(old):
         return old
-    log = (settings.home / f"{name}.log").open("ab")
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    processes.adopt(proc)
-    processes.atomic_write(pid_file, f"{proc.pid}\n")
+    proc = processes.spawn_service(argv, settings.home / f"{name}.log", pid_file, cwd=REPO, env=env)
     return proc.pid
 
 

@@ -7,7 +7,6 @@ means an HTTPS request verified against our CA succeeds, stop signals only that 
 from __future__ import annotations
 
 import ssl
-import subprocess
 import sys
 import time
 import urllib.request
@@ -78,14 +77,10 @@ def start(settings: DevorgSettings, timeout_s: float = 60) -> DevorgStatus:
             return current
         if not processes.port_free(settings.host, settings.port):
             raise RuntimeError(f"port {settings.port} is taken by another process")
-        log = (settings.state_dir / "devorg.log").open("ab")
-        proc = subprocess.Popen(
+        proc = processes.spawn_service(
             [sys.executable, "-m", _MODULE, "--port", str(settings.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            settings.state_dir / "devorg.log", _pid_file(settings),
         )  # fmt: skip
-        processes.adopt(proc)
-        processes.atomic_write(_pid_file(settings), f"{proc.pid}\n")
         began = time.monotonic()
         while time.monotonic() - began < timeout_s:
             if proc.poll() is not None:

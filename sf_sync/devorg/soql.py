@@ -93,12 +93,11 @@ from lark.exceptions import (
 )
 
 from sf_sync.devorg.metadata import FieldSpec, ObjectSpec, Schema
-from sf_sync.devorg.values import format_datetime
+from sf_sync.devorg.values import TEXT_TYPES, format_datetime
 from sf_sync.salesforce_ids import normalise as normalise_id
 
 MAX_OFFSET = 2000
 
-TEXT_TYPES = frozenset({"string", "textarea", "picklist", "phone", "url", "email"})
 ID_TYPES = frozenset({"id", "reference"})
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 LONG_TEXTAREA = 255  # textarea fields longer than this are long text areas: not filterable
