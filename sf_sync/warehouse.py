@@ -4,8 +4,10 @@ Layout (the public contract is ``docs/contract.md``):
 
 * ``change_events``, ``field_history``, ``gaps``, ``dead_letters``, ``ingested_ranges``:
   append-mostly tables.
-* ``change_values``: every value each change set (no-ops included) with its commit time, for
-  re-deriving history.
+* ``change_values``: a view of every value each change set (no-ops included), read back from
+  the versions: a version is its change applied, so the fields its change set
+  (``change_events.changed_fields``) hold the values it set. Storing them apart cost as much
+  as the whole field history.
 * Per source and object, ``sv_<source>_<object>_closed`` (every superseded version) and
   ``sv_<source>_<object>_open`` (the latest version of each record) hold the SCD2 history with
   one VARCHAR column per field (added as fields appear). Splitting open from closed keeps a
@@ -67,15 +69,6 @@ CREATE TABLE IF NOT EXISTS field_history (
     source VARCHAR NOT NULL,
     event_key VARCHAR NOT NULL,
     version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS change_values (
-    source VARCHAR NOT NULL,
-    object VARCHAR NOT NULL,
-    record_id VARCHAR NOT NULL,
-    event_key VARCHAR NOT NULL,
-    field VARCHAR NOT NULL,
-    value VARCHAR,
-    commit_timestamp TIMESTAMPTZ NOT NULL
 );
 CREATE TABLE IF NOT EXISTS version_tables (
     source VARCHAR NOT NULL,
@@ -180,6 +173,7 @@ def writer(
                 con.execute("SET checkpoint_threshold = ?", [CHECKPOINT_THRESHOLD])
                 con.execute(SCHEMA)
                 migrate(con)
+                refresh_views(con)
                 yield con
             finally:
                 con.close()
@@ -192,30 +186,27 @@ def writer(
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Brings a warehouse written by an older sf-sync to the current schema; returns the steps.
 
-    Before perf2, ``field_history`` and ``change_values`` carried the six-field ``ord`` struct
-    of their change (not part of the contract). ``field_history`` drops it (a late event's
-    rows are found by version); ``change_values`` keeps only its commit time, which prunes the
-    re-derivation of late events. One transaction: a crash leaves the old schema whole.
+    * Before perf2, ``field_history`` carried the six-field ``ord`` struct of its change (not
+      part of the contract); a late event's rows are now found by version.
+    * Before the columnar fold, ``change_values`` was a table; it is now a view over the
+      versions (``refresh_views``), which hold the same values, so the table is dropped.
+
+    One transaction: a crash leaves the old schema whole.
     """
     steps = []
     if "ord" in table_columns(con, "field_history"):
         steps.append("ALTER TABLE field_history DROP COLUMN ord")
-    if "ord" in table_columns(con, "change_values"):
-        current = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS change_values") :]
-        current = current[: current.index(";")].replace(
-            "CREATE TABLE IF NOT EXISTS change_values", "CREATE TABLE change_values_migrated"
-        )
-        steps += [
-            current,
-            "INSERT INTO change_values_migrated SELECT * EXCLUDE (ord), ord.ts FROM change_values",
-            "DROP TABLE change_values",
-            "ALTER TABLE change_values_migrated RENAME TO change_values",
-        ]
+    (stored_values,) = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'change_values'"
+    ).fetchone()
+    if stored_values:
+        steps.append("DROP TABLE change_values")
     if steps:
         con.execute("BEGIN TRANSACTION")
         try:
             for step in steps:
                 con.execute(step)
+            refresh_views(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -308,11 +299,17 @@ def all_version_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, s
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) -> list[str]:
-    """(Re)creates ``<object>_versions`` and ``<object>_current`` over the version tables."""
+    """(Re)creates the views over the version tables and, with ``lake_dir``, the lake.
+
+    ``<object>_versions`` and ``<object>_current`` per object, ``change_values`` over all of
+    them, and ``raw_events`` once the lake holds a file.
+    """
     created = []
+    values = []
     for source, obj, open_t, closed_t in all_version_tables(con):
         id_col = "Id" if source == "salesforce" else "record_key"
-        fields = ", ".join(quote_ident(f) for f in field_columns(con, open_t) if f != id_col)
+        columns = field_columns(con, open_t)
+        fields = ", ".join(quote_ident(f) for f in columns if f != id_col)
         sf_id = "" if source == "salesforce" else "salesforce_id, "
         select = (
             f"SELECT record_id AS {quote_ident(id_col)}, {sf_id}{fields}{',' if fields else ''}"
@@ -332,6 +329,18 @@ def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) 
             + select.format(table=quote_ident(open_t))
         )
         created += [versions, current]
+        values.append(_change_values_select(source, obj, open_t, closed_t, columns))
+    con.execute(
+        "CREATE OR REPLACE VIEW change_values AS "
+        + (
+            " UNION ALL ".join(values)
+            if values
+            else "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS object,"
+            " NULL::VARCHAR AS record_id, NULL::VARCHAR AS event_key, NULL::VARCHAR AS field,"
+            " NULL::VARCHAR AS value, NULL::TIMESTAMPTZ AS commit_timestamp LIMIT 0"
+        )
+    )
+    created.append("change_values")
     if lake_dir is not None and any(
         (lake_dir / "raw_events").glob("topic=*/event_date=*/*.parquet")
     ):
@@ -342,6 +351,29 @@ def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) 
         )
         created.append("raw_events")
     return created
+
+
+def _change_values_select(
+    source: str, obj: str, open_t: str, closed_t: str, fields: list[str]
+) -> str:
+    """What each change of one object set: its ``changed_fields`` read from its version."""
+    value = (
+        "CASE c.field "
+        + " ".join(f"WHEN {literal(f)} THEN v.{quote_ident(f)}" for f in fields)
+        + " END"
+        if fields
+        else "NULL::VARCHAR"
+    )
+    return f"""
+        SELECT c.source, c.object, c.record_id, c.event_key, c.field, {value} AS value,
+               c.commit_timestamp
+        FROM (SELECT source, object, record_id, event_key, commit_timestamp,
+                     unnest(changed_fields) AS field
+              FROM change_events
+              WHERE source = {literal(source)} AND object = {literal(obj)}) c
+        JOIN (SELECT * FROM {quote_ident(closed_t)}
+              UNION ALL BY NAME SELECT * FROM {quote_ident(open_t)}) v
+        USING (record_id, event_key)"""
 
 
 def literal(text: str) -> str:
