@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from sf_sync.derive import REPLAY_COLUMNS, Derived, derive
 from sf_sync.warehouse import field_columns, literal, quote_ident, version_tables
@@ -51,7 +53,7 @@ def fold_new_changes(con: duckdb.DuckDBPyConnection) -> FoldStats:
         for source, obj in groups:
             total = total + _fold_object(con, source, obj)
     finally:
-        for name in ("fold_versions", "fold_field_history"):
+        for name in ("fold_base_rows", "fold_versions", "fold_field_history"):
             con.unregister(name)
     return total
 
@@ -91,16 +93,17 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
     if late:
         _prepare_late(con, key, closed_t, fields)
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE fold_base AS SELECT * FROM fold_open")
+        # Read once each by ``_derive``: views, not copies.
+        con.execute("CREATE OR REPLACE TEMP VIEW fold_base AS SELECT * FROM fold_open")
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE fold_replay AS SELECT * FROM new_changes"
-            f" WHERE source = $source AND object = $object AND change_type IN {_DATA_CHANGES}",
-            key,
+            "CREATE OR REPLACE TEMP VIEW fold_replay AS SELECT * FROM new_changes"
+            f" WHERE source = {literal(source)} AND object = {literal(obj)}"
+            f" AND change_type IN {_DATA_CHANGES}"
         )
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE fold_values AS SELECT record_id, field, value,"
-            " event_key FROM new_values WHERE source = $source AND object = $object",
-            key,
+            "CREATE OR REPLACE TEMP VIEW fold_values AS SELECT record_id, field, value,"
+            f" event_key FROM new_values WHERE source = {literal(source)}"
+            f" AND object = {literal(obj)}"
         )
     derived = _derive(con, fields)
     _write(con, open_t, closed_t, source, obj, late=bool(late))
@@ -118,6 +121,9 @@ def _prepare_late(
     """
     (min_late_ts,) = con.execute("SELECT min(min_ord.ts) FROM fold_late").fetchone()
     params = {**key, "ts": min_late_ts}
+    # Views (as in the usual path) cannot take parameters: the same values as literals.
+    source, obj = literal(key["source"]), literal(key["object"])
+    since = f"{literal(min_late_ts.isoformat())}::TIMESTAMPTZ"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_late_base AS
@@ -127,7 +133,7 @@ def _prepare_late(
         """
     )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE fold_base AS"
+        "CREATE OR REPLACE TEMP VIEW fold_base AS"
         " SELECT o.* FROM fold_open o ANTI JOIN fold_late USING (record_id)"
         " UNION ALL BY NAME SELECT * FROM fold_late_base"
     )
@@ -142,13 +148,12 @@ def _prepare_late(
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE fold_replay AS
+        CREATE OR REPLACE TEMP VIEW fold_replay AS
         SELECT n.* FROM new_changes n ANTI JOIN fold_late USING (record_id)
-        WHERE n.source = $source AND n.object = $object AND n.change_type IN {_DATA_CHANGES}
+        WHERE n.source = {source} AND n.object = {obj} AND n.change_type IN {_DATA_CHANGES}
         UNION ALL BY NAME
         SELECT * FROM fold_late_changes
-        """,
-        key,
+        """
     )
     # The values of exactly the replayed changes (a change is one record and event_key):
     # the batch's own from new_values, the stored ones from the versions they made; the
@@ -162,23 +167,22 @@ def _prepare_late(
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE fold_values AS
+        CREATE OR REPLACE TEMP VIEW fold_values AS
         SELECT n.record_id, n.field, n.value, n.event_key FROM new_values n
-        WHERE n.source = $source AND n.object = $object
+        WHERE n.source = {source} AND n.object = {obj}
         UNION ALL
         SELECT s.record_id, s.field, {value_of} AS value, s.event_key
         FROM (SELECT c.record_id, c.event_key, unnest(c.changed_fields) AS field
               FROM fold_late_changes c
               ANTI JOIN (SELECT record_id, event_key FROM new_changes
-                         WHERE source = $source AND object = $object) n
+                         WHERE source = {source} AND object = {obj}) n
               USING (record_id, event_key)) s
         JOIN (SELECT v.* FROM {closed_t} v SEMI JOIN fold_late USING (record_id)
-              WHERE v.valid_from >= $ts
+              WHERE v.valid_from >= {since}
               UNION ALL BY NAME
               SELECT o.* FROM fold_open o SEMI JOIN fold_late USING (record_id)) v
         USING (record_id, event_key)
-        """,
-        params,
+        """
     )
 
 
@@ -189,9 +193,10 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
     its change's row; the arithmetic is ``derive.derive`` over Arrow arrays. Its results are
     registered under the names ``_write`` reads (and unregistered by ``fold_new_changes``).
     """
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE fold_base_rows AS"
-        " SELECT row_number() OVER () - 1 AS base_row, * FROM fold_base"
+    base = con.sql("SELECT * FROM fold_base").to_arrow_table()
+    con.register(
+        "fold_base_rows",
+        pa.table({"record_id": base["record_id"], "base_row": np.arange(base.num_rows)}),
     )
     con.execute(
         """
@@ -202,7 +207,6 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
         FROM fold_replay r LEFT JOIN fold_base_rows b USING (record_id)
         """
     )
-    base = con.sql("SELECT * FROM fold_base_rows ORDER BY base_row").to_arrow_table()
     replay = con.sql(
         f"SELECT {', '.join(REPLAY_COLUMNS)} FROM fold_seq ORDER BY row"
     ).to_arrow_table()
