@@ -3,7 +3,7 @@
     .venv/bin/python bench/history_growth.py --small 100000 --large 10000000
 
 For each size N it builds a warehouse holding N versions (N/10 accounts with ten versions each,
-and as many rows in change_events, change_values and field_history), all committed before the
+and as many rows in change_events and field_history), all committed before the
 batch, then times ``store_batch`` (decode + dedupe + fold + write, in one transaction, exactly
 the run's path minus Kafka) plus the checkpoint that makes it part of the database file, for
 the same 10,000 CometD events touching 1,000 of those accounts (spread over the whole history).
@@ -59,11 +59,6 @@ def build(home: Path, versions: int) -> None:
             SELECT 'Account:t' || i || ':1', 'salesforce', 'Account', rid, 'UPDATE',
                    TIMESTAMPTZ '2023-01-01' + to_seconds(i), 't' || i, 1, NULL, 'u', ['Phone'],
                    'h', 0, i, now(), NULL, NULL, {ord_}
-            FROM {ids.format(n=versions, r=records)}""")
-        con.execute(f"""
-            INSERT INTO change_values
-            SELECT 'salesforce', 'Account', rid, 'Account:t' || i || ':1', 'Phone', 'p' || i,
-                   TIMESTAMPTZ '2023-01-01' + to_seconds(i)
             FROM {ids.format(n=versions, r=records)}""")
         con.execute(f"""
             INSERT INTO field_history

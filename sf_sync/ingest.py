@@ -19,7 +19,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -99,10 +99,11 @@ def ingest_ranges(
         if lost:
             stats["gaps"] += record_retention_losses(con, settings, lost, datetime.now(UTC))
         to_read = _uncovered(con, ranges)
-        for batch, raw in _prefetched(settings, batches(to_read, settings.batch_messages), clock):
+        planned = batches(to_read, settings.batch_messages)
+        for batch, decoded in _prefetched(con, settings, planned, clock):
             crash_point("after_kafka_read")
             t_store = time.perf_counter()
-            stats.update(store_batch(con, settings, raw, batch, run_id))
+            stats.update(store_decoded(con, settings, decoded, batch, run_id))
             clock["store"] = clock.get("store", 0.0) + time.perf_counter() - t_store
         crash_point("before_publish")
     crash_point("before_offset_commit")
@@ -183,38 +184,49 @@ def record_retention_losses(
 
 
 def _prefetched(
-    settings: Settings, planned: Iterable[list[OffsetRange]], clock: dict[str, float]
-) -> Iterator[tuple[list[OffsetRange], pa.Table]]:
-    """Yields each batch of ranges with its messages, reading the next batch meanwhile.
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    planned: Iterable[list[OffsetRange]],
+    clock: dict[str, float],
+) -> Iterator[tuple[list[OffsetRange], DecodedBatch]]:
+    """Yields each batch of ranges decoded, reading and decoding the next batch meanwhile.
 
-    Storing a batch is DuckDB work and reading one is librdkafka work; both release the GIL,
-    so reading batch n+1 in a thread while batch n is stored hides most of the read. At most
-    two batches are in memory. Nothing is stored before its own read has finished, so the
-    exactly-once argument is unchanged; a read error surfaces when its batch is due (the
-    batches before it are stored, as they would be without the prefetch). ``kafka_read`` in
-    ``clock`` is the time spent *waiting* for a read, i.e. what the overlap did not hide.
+    Storing batch n needs the warehouse as batch n-1 left it; reading and decoding batch n+1
+    need nothing of it. So a worker thread reads and decodes n+1 (librdkafka, pyarrow and a
+    second DuckDB connection, all releasing the GIL) while batch n is folded and written: on
+    two cores the two halves overlap. At most two batches are in memory. Nothing is stored
+    before its own read and decode have finished, so the exactly-once argument is unchanged;
+    a read error surfaces when its batch is due (the batches before it are stored, as they
+    would be without the prefetch). ``read_decode_wait`` in ``clock`` is the time spent
+    *waiting* for the worker, i.e. what the overlap did not hide.
     """
+    decoder = warehouse.cursor(con)  # its own temp tables; DuckDB runs both at once
 
-    def read(batch: list[OffsetRange]) -> pa.Table:
-        return read_ranges(
+    def read_and_decode(batch: list[OffsetRange]) -> DecodedBatch:
+        raw = read_ranges(
             settings.bootstrap,
             settings.group_id,
             batch,
             stall_timeout_s=settings.read_stall_timeout_s,
         )
+        return decode_apart(decoder, raw, settings)
 
     pending = iter(planned)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-sync-read") as pool:
-        batch = next(pending, None)
-        future: Future[pa.Table] | None = pool.submit(read, batch) if batch is not None else None
-        while batch is not None and future is not None:
-            t_wait = time.perf_counter()
-            raw = future.result()
-            clock["kafka_read"] = clock.get("kafka_read", 0.0) + time.perf_counter() - t_wait
-            following = next(pending, None)
-            future = pool.submit(read, following) if following is not None else None
-            yield batch, raw
-            batch = following
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-sync-read") as pool:
+            batch = next(pending, None)
+            future = pool.submit(read_and_decode, batch) if batch is not None else None
+            while batch is not None and future is not None:
+                t_wait = time.perf_counter()
+                decoded = future.result()
+                waited = time.perf_counter() - t_wait
+                clock["read_decode_wait"] = clock.get("read_decode_wait", 0.0) + waited
+                following = next(pending, None)
+                future = pool.submit(read_and_decode, following) if following is not None else None
+                yield batch, decoded
+                batch = following
+    finally:
+        decoder.close()
 
 
 def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) -> list[OffsetRange]:
@@ -229,6 +241,56 @@ def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) ->
     return out
 
 
+@dataclass(frozen=True)
+class DecodedBatch:
+    """One batch decoded apart from the warehouse: its messages and the decoder's outputs.
+
+    ``tables`` are Arrow tables the store registers under their names (``DECODED_TABLES``),
+    so the store's SQL reads them as the decoder's temp tables.
+    """
+
+    raw: pa.Table
+    tables: dict[str, pa.Table]
+    isolated_by_bisection: int
+
+
+#: What the store reads of a decode (``batch_event_dates`` dates every message for the lake).
+DECODED_TABLES = (
+    "batch_errors",
+    "batch_gaps",
+    "batch_changes",
+    "batch_fields",
+    "batch_event_dates",
+)
+
+
+def decode_apart(
+    decoder: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings
+) -> DecodedBatch:
+    """Decodes ``raw`` on a connection of its own and hands the results over as Arrow."""
+    try:
+        isolated = decode_isolating(decoder, raw, settings)
+        decoder.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE batch_event_dates AS
+            SELECT r.topic, r.kafka_partition, r.kafka_offset,
+                   CAST(coalesce(d.commit_timestamp, make_timestamptz(r.kafka_timestamp * 1000))
+                        AS DATE) AS event_date
+            FROM batch_raw r LEFT JOIN (
+                SELECT topic, kafka_partition, kafka_offset, any_value(commit_timestamp)
+                    AS commit_timestamp
+                FROM batch_decoded GROUP BY ALL) d USING (topic, kafka_partition, kafka_offset)
+            """
+        )
+        tables = {
+            name: decoder.sql(f"SELECT * FROM {name}").to_arrow_table() for name in DECODED_TABLES
+        }
+    finally:
+        # The decoder registered the batch's Arrow table; let its memory go with the batch.
+        decoder.unregister(RAW_VIEW)
+    return DecodedBatch(raw, tables, isolated)
+
+
 def store_batch(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -236,35 +298,41 @@ def store_batch(
     ranges: list[OffsetRange],
     run_id: str | None,
 ) -> dict[str, int]:
-    """Stores one batch: decode, lake files, then one warehouse transaction (see module doc)."""
+    """Decodes and stores one batch (the run pipelines the two: ``_prefetched``)."""
+    decoder = warehouse.cursor(con)
     try:
-        return _store_batch(con, settings, raw, ranges, run_id)
+        decoded = decode_apart(decoder, raw, settings)
     finally:
-        # The decoder registered the batch's Arrow table; let its memory go with the batch.
-        con.unregister(RAW_VIEW)
+        decoder.close()
+    return store_decoded(con, settings, decoded, ranges, run_id)
 
 
-def _store_batch(
+def store_decoded(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
-    raw: pa.Table,
+    decoded: DecodedBatch,
+    ranges: list[OffsetRange],
+    run_id: str | None,
+) -> dict[str, int]:
+    """Stores one decoded batch: lake files, then one warehouse transaction (see module doc)."""
+    for name, table in decoded.tables.items():
+        con.register(name, table)
+    try:
+        return _store_decoded(con, settings, decoded, ranges, run_id)
+    finally:
+        for name in decoded.tables:
+            con.unregister(name)
+
+
+def _store_decoded(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    decoded: DecodedBatch,
     ranges: list[OffsetRange],
     run_id: str | None,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
-    isolated = decode_isolating(con, raw, settings)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_event_dates AS
-        SELECT r.topic, r.kafka_partition, r.kafka_offset,
-               CAST(coalesce(d.commit_timestamp, make_timestamptz(r.kafka_timestamp * 1000))
-                    AS DATE) AS event_date
-        FROM batch_raw r LEFT JOIN (
-            SELECT topic, kafka_partition, kafka_offset, any_value(commit_timestamp)
-                AS commit_timestamp
-            FROM batch_decoded GROUP BY ALL) d USING (topic, kafka_partition, kafka_offset)
-        """
-    )
+    raw = decoded.raw
     orphans = 0
     for topic, part in sorted({(r.topic, r.partition) for r in ranges}):
         recorded = set(
@@ -285,7 +353,7 @@ def _store_batch(
         con.executemany(
             "INSERT INTO ingested_ranges VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (r.topic, r.partition, r.start, r.end, _count_in(con, r), run_id, now)
+                (r.topic, r.partition, r.start, r.end, lake.count_in(raw, r), run_id, now)
                 for r in ranges
             ],
         )
@@ -302,18 +370,9 @@ def _store_batch(
         versions=fold.versions,
         field_changes=fold.field_changes,
         late_records=fold.late_records,
-        isolated_by_bisection=isolated,
+        isolated_by_bisection=decoded.isolated_by_bisection,
         **counts,
     )
-
-
-def _count_in(con: duckdb.DuckDBPyConnection, r: OffsetRange) -> int:
-    (n,) = con.execute(
-        "SELECT count(*) FROM batch_raw WHERE topic = ? AND kafka_partition = ?"
-        " AND kafka_offset >= ? AND kafka_offset < ?",
-        [r.topic, r.partition, r.start, r.end],
-    ).fetchone()
-    return n
 
 
 def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:

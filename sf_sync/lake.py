@@ -50,6 +50,20 @@ def remove_orphans(lake: Path, topic: str, partition: int, recorded: set[tuple[i
     return removed
 
 
+def rows_of(raw: pa.Table, r: OffsetRange) -> pa.ChunkedArray:
+    """Which of a batch's messages belong to the range ``r``."""
+    offsets = raw["kafka_offset"]
+    return pc.and_(
+        pc.and_(pc.equal(raw["topic"], r.topic), pc.equal(raw["kafka_partition"], r.partition)),
+        pc.and_(pc.greater_equal(offsets, r.start), pc.less(offsets, r.end)),
+    )
+
+
+def count_in(raw: pa.Table, r: OffsetRange) -> int:
+    """How many of a batch's messages belong to the range ``r``."""
+    return pc.sum(rows_of(raw, r).cast(pa.int64())).as_py() or 0
+
+
 def write_ranges(
     con: duckdb.DuckDBPyConnection, lake: Path, raw: pa.Table, ranges: list[OffsetRange]
 ) -> list[Path]:
@@ -69,10 +83,7 @@ def write_ranges(
             [r.topic, r.partition, r.start, r.end],
         ).fetchall()
         offsets = raw["kafka_offset"]
-        in_range = pc.and_(
-            pc.and_(pc.equal(raw["topic"], r.topic), pc.equal(raw["kafka_partition"], r.partition)),
-            pc.and_(pc.greater_equal(offsets, r.start), pc.less(offsets, r.end)),
-        )
+        in_range = rows_of(raw, r)
         for (day,) in dates:
             folder = raw_dir(lake) / f"topic={r.topic}" / f"event_date={day}"
             folder.mkdir(parents=True, exist_ok=True)

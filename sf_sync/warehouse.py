@@ -131,11 +131,22 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+#: Session settings every sf-sync connection uses (dates of TIMESTAMPTZ values depend on it).
+SESSION_SETTINGS = "SET TimeZone = 'UTC'"
+
+
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Opens a DuckDB file with the session settings every sf-sync connection uses."""
     con = duckdb.connect(str(path), read_only=read_only)
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute(SESSION_SETTINGS)
     return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A second connection to ``con``'s database (own temp tables), with the same settings."""
+    other = con.cursor()
+    other.execute(SESSION_SETTINGS)
+    return other
 
 
 @contextmanager

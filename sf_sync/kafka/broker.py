@@ -153,6 +153,20 @@ class BrokerStatus:
 # --------------------------------------------------------------------------------------------
 
 
+#: How long a port may stay taken before start gives up: the listening socket of a broker
+#: killed a moment ago (SIGKILL, a crash) lingers for up to a second or two after it exits.
+PORT_RELEASE_WAIT_S = 10.0
+
+
+def _port_frees_up(port: int, wait_s: float = PORT_RELEASE_WAIT_S) -> bool:
+    deadline = time.monotonic() + wait_s
+    while not processes.port_free(_HOST, port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def start_broker(
     state_dir: Path,
     port: int = 9092,
@@ -202,7 +216,7 @@ def start_broker(
         java = _find_java()
         _ensure_jars(paths)
         for p in (port, ctrl_port):
-            if not processes.port_free(_HOST, p):
+            if not _port_frees_up(p):
                 raise BrokerError(f"port {_HOST}:{p} is already in use by another process")
         _write_server_properties(paths, port, ctrl_port)
         _ensure_formatted(paths, java)
