@@ -286,8 +286,13 @@ def decode_apart(
             name: decoder.sql(f"SELECT * FROM {name}").to_arrow_table() for name in DECODED_TABLES
         }
     finally:
-        # The decoder registered the batch's Arrow table; let its memory go with the batch.
+        # Let the decode's memory go with it (the parsed bodies are the bulk of it) rather
+        # than when the next batch replaces them: the writer works meanwhile.
         decoder.unregister(RAW_VIEW)
+        for (name,) in decoder.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary"
+        ).fetchall():
+            decoder.execute(f"DROP TABLE {warehouse.quote_ident(name)}")
     return DecodedBatch(raw, tables, isolated)
 
 
