@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from sf_sync.derive import REPLAY_COLUMNS, Derived, derive
+from sf_sync.derive import Derived, derive
 from sf_sync.warehouse import field_columns, literal, quote_ident, version_tables
 
 _DATA_CHANGES = "('CREATE', 'UPDATE', 'DELETE', 'UNDELETE')"
@@ -53,7 +53,7 @@ def fold_new_changes(con: duckdb.DuckDBPyConnection) -> FoldStats:
         for source, obj in groups:
             total = total + _fold_object(con, source, obj)
     finally:
-        for name in ("fold_base_rows", "fold_versions", "fold_field_history"):
+        for name in ("fold_base_rows", "fold_seq", "fold_versions", "fold_field_history"):
             con.unregister(name)
     return total
 
@@ -198,18 +198,25 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
         "fold_base_rows",
         pa.table({"record_id": base["record_id"], "base_row": np.arange(base.num_rows)}),
     )
-    con.execute(
+    replay = con.sql(
         """
-        CREATE OR REPLACE TEMP TABLE fold_seq AS
-        SELECT row_number() OVER (ORDER BY r.record_id, r.ord) - 1 AS row,
-            r.record_id, r.commit_timestamp, r.change_type, r.event_key, r.commit_user,
+        SELECT r.record_id, r.commit_timestamp, r.change_type, r.event_key, r.commit_user,
             r.salesforce_id, r.ord, coalesce(b.base_row, -1) AS base_row
         FROM fold_replay r LEFT JOIN fold_base_rows b USING (record_id)
+        ORDER BY r.record_id, r.ord
         """
-    )
-    replay = con.sql(
-        f"SELECT {', '.join(REPLAY_COLUMNS)} FROM fold_seq ORDER BY row"
     ).to_arrow_table()
+    # A replayed change's row is its position in that order (Arrow keeps it; no temp table).
+    con.register(
+        "fold_seq",
+        pa.table(
+            {
+                "record_id": replay["record_id"],
+                "event_key": replay["event_key"],
+                "row": np.arange(replay.num_rows),
+            }
+        ),
+    )
     values = con.sql(
         "SELECT s.row, v.field, v.value FROM fold_values v"
         " JOIN fold_seq s USING (record_id, event_key)"
