@@ -19,13 +19,27 @@ SELECT source, event_key, record_id || '.' || field, count(*)
 FROM field_history GROUP BY source, event_key, record_id, field HAVING count(*) > 1
 """
 
-RANGE_HOLES = """
-WITH r AS (
+#: Offsets that Kafka's retention deleted before they were read, one half-open span per
+#: ``RETENTION_LOSS`` gap: it starts at ``kafka_offset`` and ``event_key`` ends in
+#: ``[from,to)``. Repaired or not, these offsets are never in ``ingested_ranges``.
+RETENTION_LOSS_SPANS = r"""
+SELECT topic, kafka_partition, kafka_offset AS start_offset,
+       CAST(regexp_extract(event_key, '\[(\d+),(\d+)\)$', 2) AS BIGINT) AS end_offset
+FROM gaps WHERE gap_type = 'RETENTION_LOSS'
+"""
+
+#: Ingested ranges and recorded retention losses of a partition meet end to start: every
+#: offset is either stored or a recorded loss, and none is both.
+RANGE_HOLES = f"""
+WITH spans AS (
+    SELECT topic, kafka_partition, start_offset, end_offset FROM ingested_ranges
+    UNION ALL ({RETENTION_LOSS_SPANS})),
+r AS (
     SELECT topic, kafka_partition, start_offset, end_offset,
            max(end_offset) OVER (PARTITION BY topic, kafka_partition
                                  ORDER BY start_offset, end_offset
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-    FROM ingested_ranges)
+    FROM spans)
 SELECT topic, kafka_partition, prev_end AS expected_start, start_offset AS found_start,
        CASE WHEN start_offset > prev_end THEN 'hole' ELSE 'overlap' END AS problem
 FROM r WHERE prev_end IS NOT NULL AND start_offset <> prev_end

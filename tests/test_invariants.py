@@ -89,3 +89,30 @@ def test_range_holes_and_overlaps_are_found(con) -> None:
     )
     count, sample = invariants.violations(con, invariants.RANGE_HOLES)
     assert count == 2 and {s[-1] for s in sample} == {"hole", "overlap"}
+
+
+def test_recorded_retention_losses_count_as_covered_offsets(con) -> None:
+    """Offsets retention deleted are a recorded gap, not a hole; stored ones must not overlap."""
+
+    def loss(start: int, end: int) -> None:
+        con.execute(
+            "INSERT INTO gaps VALUES (?, 'salesforce', '*', NULL, 'RETENTION_LOSS', [], now(),"
+            " NULL, ?, 'my.topic', 0, ?, now(), NULL)",
+            [f"retention:my.topic:0:{start}-{end}/*/RETENTION_LOSS", f"my.topic:0:[{start},{end})",
+             start],
+        )  # fmt: skip
+
+    con.execute(
+        "INSERT INTO ingested_ranges VALUES ('my.topic', 0, 0, 10, 10, NULL, now()),"
+        " ('my.topic', 0, 25, 30, 5, NULL, now())"
+    )
+    count, sample = invariants.violations(con, invariants.RANGE_HOLES)
+    assert (count, sample[0][2:]) == (1, (10, 25, "hole"))
+    loss(10, 14)
+    loss(14, 25)
+    assert invariants.violations(con, invariants.RANGE_HOLES) == (0, [])
+    spans = f"SELECT * FROM ({invariants.RETENTION_LOSS_SPANS}) ORDER BY ALL"
+    assert con.execute(spans).fetchall() == [("my.topic", 0, 10, 14), ("my.topic", 0, 14, 25)]
+    loss(28, 35)  # a loss inside stored offsets is an overlap
+    count, sample = invariants.violations(con, invariants.RANGE_HOLES)
+    assert (count, sample[0][2:]) == (1, (30, 28, "overlap"))
