@@ -87,6 +87,23 @@ def subtract(r: OffsetRange, covered: Iterable[tuple[int, int]]) -> list[OffsetR
     return [OffsetRange(r.topic, r.partition, s, e) for s, e in pieces if e > s]
 
 
+def split_retained(
+    ranges: Iterable[OffsetRange], earliest: Mapping[tuple[str, int], int]
+) -> tuple[list[OffsetRange], list[OffsetRange]]:
+    """``(deleted, retained)``: each range cut at its partition's earliest retained offset.
+
+    The deleted parts are what retention removed before they were read; partitions missing
+    from ``earliest`` are taken as whole.
+    """
+    deleted: list[OffsetRange] = []
+    retained: list[OffsetRange] = []
+    for r in ranges:
+        first = earliest.get((r.topic, r.partition), 0)
+        for piece in split_at(r, [first]):
+            (deleted if piece.end <= first else retained).append(piece)
+    return deleted, retained
+
+
 def pending_ranges(
     cursor: Mapping[str, Mapping[int, int]],
     starts: Mapping[tuple[str, int], int],

@@ -12,6 +12,7 @@ from sf_sync.ranges import (
     pending_ranges,
     split_at,
     split_capped,
+    split_retained,
     subtract,
 )
 
@@ -48,6 +49,24 @@ def test_subtract_leaves_only_uncovered_offsets() -> None:
         OffsetRange("t", 1, 30, 90),
     ]
     assert subtract(r, [(0, 100)]) == []
+
+
+def test_split_retained_cuts_each_range_at_its_partitions_earliest_offset() -> None:
+    ranges = [
+        OffsetRange("t", 0, 10, 20),  # head deleted
+        OffsetRange("t", 0, 30, 40),  # same partition, behind the earliest offset: kept
+        OffsetRange("t", 1, 0, 5),  # deleted completely
+        OffsetRange("t", 2, 7, 9),  # nothing deleted
+        OffsetRange("u", 0, 3, 4),  # partition not asked: kept
+    ]
+    deleted, kept = split_retained(ranges, {("t", 0): 14, ("t", 1): 8, ("t", 2): 7})
+    assert deleted == [OffsetRange("t", 0, 10, 14), OffsetRange("t", 1, 0, 5)]
+    assert kept == [
+        OffsetRange("t", 0, 14, 20),
+        OffsetRange("t", 0, 30, 40),
+        OffsetRange("t", 2, 7, 9),
+        OffsetRange("u", 0, 3, 4),
+    ]
 
 
 def test_pending_uses_cursor_then_starts() -> None:
