@@ -30,8 +30,10 @@ from sf_sync import lake, warehouse
 from sf_sync.config import Settings
 from sf_sync.decode import RAW_VIEW, decode_isolating
 from sf_sync.fold import fold_new_changes
-from sf_sync.kafka.client import commit_offsets, read_ranges
-from sf_sync.ranges import OffsetRange, batches, subtract
+from sf_sync.invariants import RETENTION_LOSS_SPANS
+from sf_sync.kafka import client as kc
+from sf_sync.kafka.client import RangeUnavailable, commit_offsets, read_ranges
+from sf_sync.ranges import OffsetRange, batches, split_retained, subtract
 
 CRASH_ENV = "SF_SYNC_CRASH_AT"
 
@@ -77,6 +79,11 @@ class IngestReport:
         )
 
 
+#: How often one run reads what is left of its ranges when retention deletes offsets while it
+#: reads them (each time after a fresh look at the earliest offsets); then it fails.
+READ_ATTEMPTS = 5
+
+
 def ingest_ranges(
     settings: Settings,
     ranges: Sequence[OffsetRange],
@@ -88,7 +95,13 @@ def ingest_ranges(
     """Ingests ``ranges`` idempotently; running the same ranges again changes nothing.
 
     ``lost`` are offset ranges that retention deleted before they were read; each becomes a
-    ``RETENTION_LOSS`` gap (once, however often the run is retried).
+    ``RETENTION_LOSS`` gap (once, however often the run is retried). Retention can also delete
+    offsets after they were planned: before reading, one ``ListOffsets`` (earliest) splits
+    what is left of ``ranges`` into the part already deleted, recorded like ``lost``, and the
+    part still there, which is read. A read that meets deleted offsets all the same (retention
+    racing it) keeps the batches stored so far, looks again and reads what is left, at most
+    ``READ_ATTEMPTS`` times; out-of-range offsets that retention did not delete fail the run.
+    Every requested offset thus ends up stored or in a recorded loss, never silently skipped.
     """
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -98,13 +111,30 @@ def ingest_ranges(
     ) as con:
         if lost:
             stats["gaps"] += record_retention_losses(con, settings, lost, datetime.now(UTC))
-        to_read = _uncovered(con, ranges)
-        planned = batches(to_read, settings.batch_messages)
-        for batch, decoded in _prefetched(con, settings, planned, clock):
-            crash_point("after_kafka_read")
-            t_store = time.perf_counter()
-            stats.update(store_decoded(con, settings, decoded, batch, run_id))
-            clock["store"] = clock.get("store", 0.0) + time.perf_counter() - t_store
+        left = _left_to_read(con, ranges)
+        deleted: list[OffsetRange] = []
+        pending = left
+        failure: RangeUnavailable | None = None
+        for _ in range(READ_ATTEMPTS):
+            gone, retained = _split_retained(settings, pending)
+            if failure is not None and not gone:
+                raise RangeUnavailable(
+                    f"{failure}; yet retention deleted none of the offsets left to read"
+                    f" ({_listed(pending)}), so reading them again cannot help"
+                ) from failure
+            stats["gaps"] += record_retention_losses(con, settings, gone, datetime.now(UTC))
+            deleted += gone
+            try:
+                _read_and_store(con, settings, retained, run_id, stats, clock)
+                break
+            except RangeUnavailable as exc:  # deleted while read: look again, read the rest
+                failure = exc
+                pending = _left_to_read(con, ranges)
+        else:
+            raise RangeUnavailable(
+                f"retention kept deleting offsets while they were read: after {READ_ATTEMPTS}"
+                f" reads, {_listed(pending)} are still left ({failure})"
+            ) from failure
         crash_point("before_publish")
     crash_point("before_offset_commit")
     committed: dict[str, int] = {}
@@ -117,13 +147,69 @@ def ingest_ranges(
             for (t, p), o in commit_offsets(settings.bootstrap, settings.group_id, ends).items()
         }
     clock["total"] = time.perf_counter() - t0
+    read = [p for r in left for p in subtract(r, _spans(deleted, r))]
     return IngestReport(
         requested=tuple(ranges),
-        read=tuple(to_read),
+        read=tuple(read),
         committed=committed,
         seconds=clock,
         **stats,
     )
+
+
+def _read_and_store(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    to_read: Sequence[OffsetRange],
+    run_id: str | None,
+    stats: Counter[str],
+    clock: dict[str, float],
+) -> None:
+    """Reads ``to_read`` batch by batch, storing each batch as soon as it is read."""
+    planned = batches(to_read, settings.batch_messages)
+    for batch, decoded in _prefetched(con, settings, planned, clock):
+        crash_point("after_kafka_read")
+        t_store = time.perf_counter()
+        stats.update(store_decoded(con, settings, decoded, batch, run_id))
+        clock["store"] = clock.get("store", 0.0) + time.perf_counter() - t_store
+
+
+def _left_to_read(
+    con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]
+) -> list[OffsetRange]:
+    """The parts of ``ranges`` neither stored nor recorded as lost to retention."""
+    out: list[OffsetRange] = []
+    for r in _uncovered(con, ranges):
+        lost = con.execute(
+            f"""SELECT start_offset, end_offset FROM ({RETENTION_LOSS_SPANS})
+                WHERE topic = ? AND kafka_partition = ? AND end_offset > ? AND start_offset < ?""",
+            [r.topic, r.partition, r.start, r.end],
+        ).fetchall()
+        out.extend(subtract(r, lost))
+    return out
+
+
+def _split_retained(
+    settings: Settings, ranges: Sequence[OffsetRange]
+) -> tuple[list[OffsetRange], list[OffsetRange]]:
+    """``(deleted, retained)`` parts of ``ranges``, after one ``ListOffsets`` (earliest)."""
+    if not ranges:
+        return [], []
+    admin = kc.admin_client(settings.bootstrap)
+    earliest = kc.start_offsets(admin, sorted({(r.topic, r.partition) for r in ranges}))
+    return split_retained(ranges, earliest)
+
+
+def _listed(ranges: Iterable[OffsetRange]) -> str:
+    return ", ".join(r.encode() for r in ranges)
+
+
+def _spans(ranges: Iterable[OffsetRange], within: OffsetRange) -> list[tuple[int, int]]:
+    return [
+        (r.start, r.end)
+        for r in ranges
+        if (r.topic, r.partition) == (within.topic, within.partition)
+    ]
 
 
 def retention_loss_key(r: OffsetRange) -> str:
