@@ -54,6 +54,7 @@ class IngestReport:
 
     requested: tuple[OffsetRange, ...]
     read: tuple[OffsetRange, ...]
+    lost: tuple[OffsetRange, ...] = ()  # deleted by retention before this run could read them
     messages: int = 0
     new_changes: int = 0
     duplicate_changes: int = 0
@@ -69,9 +70,13 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
+        requested, read, lost = (
+            sum(r.size for r in rs) for rs in (self.requested, self.read, self.lost)
+        )
         return (
             f"{self.messages} messages in {len(self.read)} ranges "
-            f"({len(self.requested) - len(self.read)} already ingested): "
+            f"({requested - read - lost} offsets done by earlier runs, {lost} found deleted by"
+            " retention): "
             f"{self.new_changes} new changes, {self.duplicate_changes} duplicates, "
             f"{self.field_changes} field changes, {self.versions} versions "
             f"({self.late_records} records re-derived for late events), "
@@ -151,6 +156,7 @@ def ingest_ranges(
     return IngestReport(
         requested=tuple(ranges),
         read=tuple(read),
+        lost=tuple(deleted),
         committed=committed,
         seconds=clock,
         **stats,

@@ -275,13 +275,16 @@ def test_offsets_deleted_while_the_run_reads_them_are_a_gap(
     assert lost and lost[-1][1] == 25
     assert _covered(ingested, lost) == list(range(30))  # each offset once, stored or lost
     assert report.gaps == len(lost)
+    assert sorted((r.start, r.end) for r in report.lost) == lost
+    assert f"{sum(b - a for a, b in lost)} found deleted by retention" in report.summary()
     state = _state(project, topic)
     assert state["raw"] == [(0, o) for a, b in ingested for o in range(a, b)]
     assert _contiguous(project) == (0, [])
     assert _committed(project, topic, 0) == 30
 
     again = ingest_ranges(settings, requested, run_id="again")
-    assert (again.read, again.gaps, again.messages) == ((), 0, 0)
+    assert (again.read, again.lost, again.gaps, again.messages) == ((), (), 0, 0)
+    assert "30 offsets done by earlier runs, 0 found deleted" in again.summary()
     assert _state(project, topic) == state
 
 
