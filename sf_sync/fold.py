@@ -80,9 +80,16 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
         """,
         key,
     )
+    # Two steps: a join reading every open row would decompress every column of the whole
+    # open table (1.1 s at a million records); finding the rows by their ``record_id`` alone
+    # and then fetching them by ``rowid`` reads the wide columns of those rows only (0.25 s).
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE fold_open_rows AS SELECT o.rowid AS open_row"
+        f" FROM {open_t} o SEMI JOIN fold_affected USING (record_id)"
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE fold_open AS SELECT o.* FROM {open_t} o"
-        " SEMI JOIN fold_affected USING (record_id)"
+        " WHERE o.rowid IN (SELECT open_row FROM fold_open_rows)"
     )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE fold_late AS SELECT a.* FROM fold_affected a"
