@@ -89,7 +89,11 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
         ),
         "ord": replay["ord"],
     }
-    history: list[pa.Table] = []
+    # Field changes are gathered per field, then their change's columns taken once for all.
+    changed_rows: list[np.ndarray] = []
+    changed_fields: list[pa.Array] = []
+    old_values: list[pa.Array] = []
+    new_values: list[pa.Array] = []
     by_field = _split_by_field(values)
     for field in fields:
         base_values = _take(base[field], base_row)
@@ -114,28 +118,29 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
         old_index = np.where(follows, before, len(set_values) + set_rows)
         old = pool.take(pa.array(old_index))
         changed = _distinct(old, set_values)
-        if not changed.any():
-            continue
-        at = set_rows[changed]
-        history.append(
-            pa.table(
-                {
-                    "record_id": replay["record_id"].take(at),
-                    "field": pa.array([field] * len(at), pa.string()),
-                    "old_value": old.filter(pa.array(changed)),
-                    "new_value": set_values.filter(pa.array(changed)),
-                    "changed_at": ts.take(at),
-                    "change_type": replay["change_type"].take(at),
-                    "changed_by": replay["commit_user"].take(at),
-                    "event_key": replay["event_key"].take(at),
-                    "version": pa.array(version[at], pa.int32()),
-                }
-            )
-        )
-    return Derived(
-        versions=pa.table(versions),
-        field_history=pa.concat_tables(history) if history else _empty_history(),
+        if changed.any():
+            keep = pa.array(changed)
+            changed_rows.append(set_rows[changed])
+            changed_fields.append(pa.array([field]).take(np.zeros(int(changed.sum()), np.int64)))
+            old_values.append(old.filter(keep))
+            new_values.append(set_values.filter(keep))
+    if not changed_rows:
+        return Derived(versions=pa.table(versions), field_history=_empty_history())
+    at = pa.array(np.concatenate(changed_rows))
+    history = pa.table(
+        {
+            "record_id": replay["record_id"].take(at),
+            "field": pa.concat_arrays(changed_fields),
+            "old_value": pa.concat_arrays(old_values),
+            "new_value": pa.concat_arrays(new_values),
+            "changed_at": ts.take(at),
+            "change_type": replay["change_type"].take(at),
+            "changed_by": replay["commit_user"].take(at),
+            "event_key": replay["event_key"].take(at),
+            "version": pa.array(version).take(at).cast(pa.int32()),
+        }
     )
+    return Derived(versions=pa.table(versions), field_history=history)
 
 
 def _record_starts(record_id: pa.ChunkedArray) -> np.ndarray:
