@@ -695,43 +695,53 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         """
     )
     con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_changes AS
-        WITH vals AS (
-            SELECT ev, list_sort(list(field)) AS changed_fields
-            FROM batch_fields GROUP BY ev)
+        "CREATE OR REPLACE TEMP TABLE batch_changes AS "
+        + changes_sql(
+            "batch_decoded",
+            "(SELECT ev, list_sort(list(field)) AS changed_fields FROM batch_fields GROUP BY ev)",
+        )
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_gaps AS " + gaps_sql("batch_decoded"))
+
+
+def changes_sql(decoded: str, changed: str | None) -> str:
+    """``batch_changes``' rows of the events in ``decoded`` (``batch_decoded``'s columns), with
+    the sorted ``changed_fields`` per ``ev`` of ``changed`` (None: ``decoded`` has them)."""
+    join = f"LEFT JOIN {changed} v USING (ev)" if changed else ""
+    fields = "v.changed_fields" if changed else "d.changed_fields"
+    return f"""
         SELECT * FROM (
             SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
                    d.change_type, d.commit_timestamp, d.transaction_key, d.sequence_number,
                    d.change_origin, d.commit_user,
-                   coalesce(v.changed_fields, []::VARCHAR[]) AS changed_fields,
+                   coalesce({fields}, []::VARCHAR[]) AS changed_fields,
                    d.topic, d.kafka_partition, d.kafka_offset, d.salesforce_id, d.replay_id
-            FROM batch_decoded d LEFT JOIN vals v USING (ev)
+            FROM {decoded} d {join}
             WHERE d.change_type NOT IN ('GAP_OVERFLOW'))
         -- A wildcard Id ("001*", after a type conversion) names no record: it is a gap.
         WHERE NOT ends_with(record_id, '*')
-        """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_gaps AS
+    """
+
+
+def gaps_sql(decoded: str) -> str:
+    """``batch_gaps``' rows of the events in ``decoded`` (``batch_decoded``'s columns)."""
+    return f"""
         SELECT event_key, source, object, unnest(CASE WHEN len(record_ids) = 0
                                                       THEN [NULL::VARCHAR] ELSE record_ids END)
                    AS record_id,
                change_type AS gap_type, commit_timestamp, transaction_key, topic,
                kafka_partition, kafka_offset, []::VARCHAR[] AS fields
-        FROM batch_decoded WHERE starts_with(change_type, 'GAP_')
+        FROM {decoded} WHERE starts_with(change_type, 'GAP_')
         UNION ALL
         SELECT event_key, source, object, unnest(record_ids), 'DIFF_FIELDS', commit_timestamp,
                transaction_key, topic, kafka_partition, kafka_offset,
                list_transform(diff_raw, lambda f: sf_dotted_to_flat(f))
-        FROM batch_decoded WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
+        FROM {decoded} WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
         UNION ALL
         SELECT * FROM (
             SELECT event_key, source, object, unnest(record_ids) AS record_id, 'WILDCARD_IDS',
                    commit_timestamp, transaction_key, topic, kafka_partition, kafka_offset,
                    []::VARCHAR[]
-            FROM batch_decoded WHERE NOT starts_with(change_type, 'GAP_'))
+            FROM {decoded} WHERE NOT starts_with(change_type, 'GAP_'))
         WHERE ends_with(record_id, '*')
-        """
-    )
+    """
