@@ -14,13 +14,22 @@ several ``recordIds`` changes each of them; GAP_* events become gaps.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from sf_sync.config import Settings, StreamConfig
+
+if TYPE_CHECKING:
+    from sf_sync.decode_columnar import FastDecoded
+
+log = logging.getLogger(__name__)
 
 CHANGE_TYPES = ("CREATE", "UPDATE", "DELETE", "UNDELETE")
 GAP_TYPES = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
@@ -482,7 +491,108 @@ DECODE_OUTPUTS = ("batch_decoded", "batch_errors", "batch_changes", "batch_field
 _NUMBERED = ("batch_decoded", "batch_changes", "batch_fields")
 
 
-def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> int:
+@dataclass(frozen=True)
+class DecodeReport:
+    """How a batch was decoded."""
+
+    fast: int  # messages decoded by the columnar fast path (``decode_columnar``)
+    isolated: int  # messages dead-lettered by bisection: the SQL itself failed on them
+
+
+#: What the fast path may raise on input nobody foresaw; the batch then takes the SQL path.
+_FAST_PATH_ERRORS = (pa.ArrowException, duckdb.Error, ValueError, LookupError)
+
+
+def decode_isolating(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings, *, sql_only: bool = False
+) -> int:
+    """``decode``; returns how many messages were isolated by bisection."""
+    return decode(con, raw, settings, sql_only=sql_only).isolated
+
+
+def decode(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings, *, sql_only: bool = False
+) -> DecodeReport:
+    """Decodes ``raw`` into the batch's temp tables (``batch_raw`` and ``DECODE_OUTPUTS``).
+
+    The CDC messages (``cometd``, ``confluent``) the columnar fast path accepts are decoded
+    there (``decode_columnar``: it accepts only what it decodes exactly as the SQL decoder
+    does); every other message goes through the SQL decoder, with bisection
+    (``decode_sql_isolating``), which gives the exact error or result. ``sql_only`` sends every
+    message through the SQL decoder (the reference the fast path is tested against). The fast
+    path's events are added to the SQL decoder's tables, numbered after its ``ev``; should the
+    fast path itself fail, the whole batch goes through the SQL decoder.
+
+    Differences from ``sql_only`` in the tables, for fast-decoded messages only: ``top`` in
+    ``batch_raw`` and ``body`` in ``batch_decoded`` are NULL (the parsed document is not kept
+    as a MAP), and they have no rows in ``batch_flat``/``batch_listed`` (internal to the SQL
+    decoder).
+    """
+    if sql_only:
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    from sf_sync import decode_columnar  # it imports this module's constants
+
+    install_macros(con)
+    try:
+        fast = decode_columnar.decode(
+            con, raw, decode_columnar.candidates(con, raw, settings), settings
+        )
+    except _FAST_PATH_ERRORS:
+        log.exception("columnar decoding failed; the batch goes through the SQL decoder")
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    if fast.count == 0:
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    rest = np.ones(raw.num_rows, dtype=bool)
+    rest[fast.rows] = False
+    first_ev = int(rest.sum())  # the SQL decoder's ``ev`` never exceeds its message count
+    isolated = decode_sql_isolating(con, raw.filter(pa.array(rest)), settings)
+    try:
+        _add_fast(con, raw, fast, first_ev)
+    except duckdb.Error:
+        log.exception("adding the fast path's rows failed; the batch goes through SQL")
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    return DecodeReport(fast.count, isolated)
+
+
+def _add_fast(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, fast: FastDecoded, first_ev: int
+) -> None:
+    """Adds the fast path's events to the tables the SQL decoder built for the other messages.
+
+    Their ``batch_changes`` and ``batch_gaps`` rows come from the SQL decoder's own statements
+    (``changes_sql``, ``gaps_sql``) over the fast path's events.
+    """
+    con.register(RAW_VIEW, raw)  # the SQL decoder registered only its part of the batch
+    # Several record batches: DuckDB scans them in parallel.
+    con.register("fast_events", _batches(fast.events))
+    con.register("fast_fields", _batches(fast.fields))
+    events = f"""(SELECT * EXCLUDE (ev, commit_ms), ev + {first_ev} AS ev,
+                         make_timestamptz(commit_ms * 1000) AS commit_timestamp,
+                         true AS connector_meta, NULL::VARCHAR AS salesforce_id
+                  FROM fast_events)"""
+    try:
+        con.execute(
+            f"""
+            INSERT INTO batch_raw BY NAME
+            SELECT topic, kafka_partition, kafka_offset, kafka_timestamp FROM fast_events;
+            INSERT INTO batch_decoded BY NAME SELECT * EXCLUDE (changed_fields) FROM {events};
+            INSERT INTO batch_fields BY NAME
+            SELECT ev + {first_ev} AS ev, field, value FROM fast_fields;
+            INSERT INTO batch_changes BY NAME {changes_sql(events, None)};
+            INSERT INTO batch_gaps BY NAME {gaps_sql(events)};
+            """
+        )
+    finally:
+        con.unregister("fast_events")
+        con.unregister("fast_fields")
+
+
+def _batches(table: pa.Table, parts: int = 8) -> pa.Table:
+    rows = max(1, -(-table.num_rows // parts))
+    return pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=rows))
+
+
+def decode_sql_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> int:
     """``decode_batch``, but a message that makes the bulk SQL itself fail cannot block others.
 
     Every rule we know of is a per-row check, so this fallback should never run; when some
