@@ -31,7 +31,8 @@ macros (``sf_flat_name``, ``sf_dotted_to_flat``), once per distinct name.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import duckdb
@@ -112,7 +113,9 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 #: ``FastDecoded.fields``: ``batch_fields``' rows.
-FIELD_SCHEMA = pa.schema([("ev", pa.int64()), ("field", pa.string()), ("value", pa.string())])
+FIELD_SCHEMA = pa.schema(
+    [("ev", pa.int64()), ("field", pa.dictionary(pa.int32(), pa.string())), ("value", pa.string())]
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,7 @@ def decode(
     Needs the SQL helpers of ``decode.install_macros`` on ``con``.
     """
     units: list[_Unit] = []
+    names = _Names(con)
     topics = raw["topic"].take(pa.array(rows, pa.int64()))
     for stream in settings.streams:
         if stream.format not in FORMATS:
@@ -181,7 +185,7 @@ def decode(
         values = _rows(raw["value"], mine).combine_chunks()
         for positions, table in _parse(values, BASE_SCHEMAS[stream.format]):
             for shape in _shapes(stream, table):
-                accepted, events, fields = _decode_shape(con, stream, settings, shape)
+                accepted, events, fields = _decode_shape(names, stream, settings, shape)
                 units.append(
                     _Unit(stream.source, mine[positions[shape.rows[accepted]]], events, fields)
                 )
@@ -285,28 +289,48 @@ def _declare_strings(fields: list[pa.Field], paths: list[tuple]) -> list[pa.Fiel
     return list(out.values())
 
 
-def _parse(values: pa.Array, schema: pa.Schema) -> list[tuple[np.ndarray, pa.Table]]:
-    """Parses ``values`` piece by piece; a refused piece is bisected, refused messages left out.
+def _parse(values: pa.Array, schema: pa.Schema) -> Iterator[tuple[np.ndarray, pa.Table]]:
+    """Parses ``values`` piece by piece, one piece ahead of the caller, in a thread (pyarrow's
+    reader releases the GIL, so reading the next piece overlaps the work on this one).
 
-    Returns (positions in ``values``, table) per run of pieces whose types unify: one for the
-    whole topic unless a field's type changes between pieces.
+    Yields (positions in ``values``, table) per piece; a refused piece is bisected and its
+    refused messages are left out.
     """
-    parsed: list[tuple[int, pa.Table]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sf-sync-json") as reader:
+        pieces = _pieces(values, schema)
+        ahead = reader.submit(next, pieces, None)
+        while (piece := ahead.result()) is not None:
+            ahead = reader.submit(next, pieces, None)
+            yield piece
 
-    def bisect(start: int, length: int) -> None:
-        nonlocal schema
-        try:
-            table, schema = _read_exact(values.slice(start, length), schema)
-        except (pa.ArrowException, ValueError):  # bad JSON, a declared type contradicted, ...
-            if length > 1:
-                half = length // 2
-                bisect(start, half)
-                bisect(start + half, length - half)
-            return
-        parsed.append((start, table))
 
+def _pieces(values: pa.Array, schema: pa.Schema) -> Iterator[tuple[np.ndarray, pa.Table]]:
     for start in range(0, len(values), PIECE_MESSAGES):
-        bisect(start, min(PIECE_MESSAGES, len(values) - start))
+        parsed: list[tuple[int, pa.Table]] = []
+        schema = _bisect(values, start, min(PIECE_MESSAGES, len(values) - start), schema, parsed)
+        yield from _runs(parsed)
+
+
+def _bisect(
+    values: pa.Array, start: int, length: int, schema: pa.Schema, out: list[tuple[int, pa.Table]]
+) -> pa.Schema:
+    """Reads ``values[start:start+length]`` into ``out``, halving what pyarrow refuses (bad
+    JSON, a declared type contradicted, a type changing...) down to single messages, which are
+    left out. Returns the schema to read on with (see ``_read_exact``)."""
+    try:
+        table, schema = _read_exact(values.slice(start, length), schema)
+    except (pa.ArrowException, ValueError):
+        if length > 1:
+            half = length // 2
+            schema = _bisect(values, start, half, schema, out)
+            schema = _bisect(values, start + half, length - half, schema, out)
+        return schema
+    out.append((start, table))
+    return schema
+
+
+def _runs(parsed: list[tuple[int, pa.Table]]) -> Iterator[tuple[np.ndarray, pa.Table]]:
+    """The parts of a bisected piece joined into runs whose types unify (usually one)."""
     runs: list[list[tuple[int, pa.Table]]] = []
     unified = None
     for start, table in parsed:
@@ -318,13 +342,9 @@ def _parse(values: pa.Array, schema: pa.Schema) -> list[tuple[np.ndarray, pa.Tab
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             unified = table.schema
             runs.append([(start, table)])
-    return [
-        (
-            np.concatenate([np.arange(s, s + t.num_rows) for s, t in run]),
-            pa.concat_tables([t for _, t in run], promote_options="permissive"),
-        )
-        for run in runs
-    ]
+    for run in runs:
+        positions = np.concatenate([np.arange(s, s + t.num_rows) for s, t in run])
+        yield positions, pa.concat_tables([t for _, t in run], promote_options="permissive")
 
 
 # ---- shapes: where the body and the replay Id are ---------------------------------------
@@ -387,15 +407,15 @@ def _replay(
 
 
 def _decode_shape(
-    con: duckdb.DuckDBPyConnection, stream: StreamConfig, settings: Settings, shape: _Shape
+    names: _Names, stream: StreamConfig, settings: Settings, shape: _Shape
 ) -> tuple[np.ndarray, pa.Table, pa.Table]:
     """Which rows of ``shape`` are accepted, their events, and their field rows."""
     h = _header_fields(shape.body)
     ok = _header_ok(h, stream) & ~shape.odd_replay
     change_type = h["changeType"]
-    sources, odd = _sources(con, shape.body)
+    sources, odd = _sources(names, shape.body)
     ok &= ~(odd & _np(pc.is_in(change_type, pa.array(_DATA_TYPES))))  # only their bodies count
-    listed = _listed(con, h, ok & _np(pc.equal(change_type, "UPDATE")))
+    listed = _listed(names, h, ok & _np(pc.equal(change_type, "UPDATE")))
     # Field names are coded by their place in sorted order: sorting codes sorts names.
     vocab = sorted(set(sources) | set(listed.names))
     code = {name: i for i, name in enumerate(vocab)}
@@ -419,7 +439,8 @@ def _decode_shape(
     accepted = np.flatnonzero(ok)
     ev = (np.cumsum(ok) - 1)[rows]  # 0-based among the accepted
     names = pa.array(vocab, pa.string())
-    fields = pa.table({"ev": ev, "field": names.take(pa.array(codes)), "value": values})
+    field = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), names)  # no copies
+    fields = pa.table({"ev": ev, "field": field, "value": values})
     changed = _changed(ev, codes, names, len(accepted))
     return ok, _events(h, shape.replay_id, accepted, changed), fields
 
@@ -463,7 +484,7 @@ def _header_ok(h: dict[str, pa.ChunkedArray], stream: StreamConfig) -> np.ndarra
 
 
 def _sources(
-    con: duckdb.DuckDBPyConnection, body: pa.ChunkedArray
+    names: _Names, body: pa.ChunkedArray
 ) -> tuple[dict[str, list[pa.ChunkedArray]], np.ndarray]:
     """The body's scalar values by flat field name, and the rows holding anything else.
 
@@ -489,7 +510,7 @@ def _sources(
                     odd |= _valid(part)
         elif not pa.types.is_null(field.type):
             odd |= _valid(value)
-    flat = _sql_names(con, "sf_flat_name", [(c, p) for c, p, _ in parts])
+    flat = names.map("sf_flat_name", [(c, p) for c, p, _ in parts])
     sources: dict[str, list[pa.ChunkedArray]] = defaultdict(list)
     for name, value in plain:
         sources[name].append(value)
@@ -557,7 +578,7 @@ class _Listed:
     diffed: np.ndarray
 
 
-def _listed(con: duckdb.DuckDBPyConnection, h: dict, updates: np.ndarray) -> _Listed:
+def _listed(names: _Names, h: dict, updates: np.ndarray) -> _Listed:
     """``changedFields``, ``nulledFields`` and ``diffFields`` of the rows where ``updates``."""
     keys = ("changedFields", "nulledFields", "diffFields")
     items = pa.chunked_array(
@@ -569,10 +590,10 @@ def _listed(con: duckdb.DuckDBPyConnection, h: dict, updates: np.ndarray) -> _Li
     distinct = pc.drop_null(pc.unique(items))
     index = _ints(pc.fill_null(pc.index_in(items, distinct), -1))
     keep = updates[rows] & (index >= 0)  # (a null item: its row is not accepted anyway)
-    names = distinct.to_pylist()
-    flat = _sql_names(con, "sf_dotted_to_flat", [(n,) for n in names])
+    listed = distinct.to_pylist()
+    flat = names.map("sf_dotted_to_flat", [(n,) for n in listed])
     return _Listed(
-        rows[keep], [flat[(n,)] for n in names], index[keep], (kind == 1)[keep], (kind == 2)[keep]
+        rows[keep], [flat[(n,)] for n in listed], index[keep], (kind == 1)[keep], (kind == 2)[keep]
     )
 
 
@@ -656,20 +677,26 @@ def _events(
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _sql_names(
-    con: duckdb.DuckDBPyConnection, macro: str, args: list[tuple[str, ...]]
-) -> dict[tuple[str, ...], str]:
-    """``macro(args...)`` for each distinct argument tuple, computed by DuckDB."""
-    if not args:
-        return {}
-    columns = list(zip(*sorted(set(args)), strict=True))
-    names = [f"a{i}" for i in range(len(columns))]
-    unnest = ", ".join(f"unnest(?::VARCHAR[]) AS {n}" for n in names)
-    result = con.execute(
-        f"SELECT {', '.join(names)}, {macro}({', '.join(names)}) FROM (SELECT {unnest})",
-        [list(c) for c in columns],
-    ).fetchall()
-    return {tuple(r[:-1]): r[-1] for r in result}
+class _Names:
+    """Field names mapped by the SQL decoder's macros, asked of DuckDB once per batch each."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._known: dict[tuple[str, ...], str] = {}
+
+    def map(self, macro: str, args: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+        """``macro(args...)`` for each argument tuple."""
+        new = sorted({(macro, *a) for a in args} - self._known.keys())
+        if new:
+            columns = list(zip(*[a[1:] for a in new], strict=True))
+            params = [f"a{i}" for i in range(len(columns))]
+            unnest = ", ".join(f"unnest(?::VARCHAR[]) AS {p}" for p in params)
+            result = self._con.execute(
+                f"SELECT {', '.join(params)}, {macro}({', '.join(params)}) FROM (SELECT {unnest})",
+                [list(c) for c in columns],
+            ).fetchall()
+            self._known |= {(macro, *r[:-1]): r[-1] for r in result}
+        return {a: self._known[(macro, *a)] for a in args}
 
 
 def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -371,6 +371,17 @@ def test_a_failing_fast_path_leaves_the_batch_to_sql(con, monkeypatch) -> None:
     assert decode_both(con, raw([(ACCOUNT, v) for v in good])).fast == 0
 
 
+def test_batch_after_batch_on_one_connection(con) -> None:
+    """Nothing of a batch stays behind for the next (the empty SQL tables are reused)."""
+    first = synth_messages(14, "cometd", 60)
+    second = synth_messages(15, "confluent", 60)
+    assert decode_both(con, raw([(ACCOUNT, v) for v in first])).fast == 60
+    assert decode_both(con, raw([(CONTACT, v) for v in second])).fast == 60
+    assert decode.decode(con, raw([(ACCOUNT, v) for v in first]), load_settings()).fast == 60
+    assert con.execute("SELECT count(*) FROM batch_flat").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM batch_decoded").fetchone() == (60,)
+
+
 def test_empty_batch(con) -> None:
     assert decode_both(con, raw([])) == DecodeReport(0, 0)
 
