@@ -14,8 +14,8 @@ are then the rows the SQL decoder would give. Everything else is left to the SQL
 
 * messages that cannot be one NDJSON line as they are (see ``candidates``);
 * messages pyarrow refuses (bad JSON, duplicate keys, a header value of another type than
-  ``HEADER_TYPE``, a body field whose type changes inside a piece): each piece of
-  ``PIECE_MESSAGES`` is bisected down to the messages that do not parse alone;
+  ``HEADER_TYPE``, a body field whose type changes inside a piece): a refused piece is read
+  again in parts, down to the messages that do not parse alone (``_bisect``);
 * values whose text pyarrow cannot give back as the SQL decoder writes it: a double (once a
   column is double, ``5`` and ``5.0`` look alike, and DuckDB writes them differently), a list
   or object where a value belongs, a list holding nulls, a replay Id that is neither a string
@@ -73,9 +73,10 @@ BASE_SCHEMAS = {
     "confluent": pa.schema([(_HEADER, HEADER_TYPE), _PAYLOAD]),
 }
 
-#: Messages per ``read_json`` call: a message pyarrow refuses costs about three reads of this
-#: many (the piece, then halves down to the message).
+#: Messages per ``read_json`` call (the next piece is read while this one is checked).
 PIECE_MESSAGES = 16384
+#: A refused piece is read again in this many parts, a refused part likewise.
+_SPLIT = 16
 
 # The SQL decoder's rules as RE2 patterns (DuckDB's ``regexp_full_match`` is RE2 as well).
 _ID_RE = r"\A(?:[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?|[a-zA-Z0-9]{3}\*)\z"
@@ -314,16 +315,17 @@ def _pieces(values: pa.Array, schema: pa.Schema) -> Iterator[tuple[np.ndarray, p
 def _bisect(
     values: pa.Array, start: int, length: int, schema: pa.Schema, out: list[tuple[int, pa.Table]]
 ) -> pa.Schema:
-    """Reads ``values[start:start+length]`` into ``out``, halving what pyarrow refuses (bad
-    JSON, a declared type contradicted, a type changing...) down to single messages, which are
-    left out. Returns the schema to read on with (see ``_read_exact``)."""
+    """Reads ``values[start:start+length]`` into ``out``; what pyarrow refuses (bad JSON, a
+    declared type contradicted, a type changing...) is split in ``_SPLIT`` parts and read
+    again, down to single messages, which are left out. A refused message costs about two
+    reads of its piece. Returns the schema to read on with (see ``_read_exact``)."""
     try:
         table, schema = _read_exact(values.slice(start, length), schema)
     except (pa.ArrowException, ValueError):
         if length > 1:
-            half = length // 2
-            schema = _bisect(values, start, half, schema, out)
-            schema = _bisect(values, start + half, length - half, schema, out)
+            step = -(-length // _SPLIT)
+            for part in range(start, start + length, step):
+                schema = _bisect(values, part, min(step, start + length - part), schema, out)
         return schema
     out.append((start, table))
     return schema
