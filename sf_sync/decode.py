@@ -5,6 +5,10 @@ record, ready for the history) or ``batch_errors`` (a specific reason, for the d
 table). Validation and extraction are SQL over the whole batch, not a Python loop per message:
 DuckDB parses the JSON once per message and checks every rule column-wise.
 
+This SQL decoder is the reference. ``decode`` (what a run calls, through ``decode_isolating``)
+first lets the columnar fast path (``decode_columnar``) take the CometD and Confluent messages
+it can prove it decodes exactly as this module does, and sends every other message here.
+
 The Salesforce rules applied here are those of ``docs/contract.md``: an UPDATE applies only
 ``changedFields`` and ``nulledFields`` (compound ``BillingAddress.City`` becomes
 ``BillingCity``); nulls elsewhere in the body and enriched fields are not changes; an event with

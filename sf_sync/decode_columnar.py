@@ -86,6 +86,7 @@ _DAYS = (-100000, 100000)  # sf_normalise, kind 'date'
 _DATA_TYPES = ("CREATE", "UPDATE", "UNDELETE")  # the events whose body is read
 
 _LIST = pa.list_(pa.string())
+_NAME = pa.dictionary(pa.int32(), pa.string())  # field names: DuckDB reads them as VARCHAR
 #: ``FastDecoded.events``: ``batch_decoded``'s values, the commit time in epoch ms, and the
 #: sorted flat names of the fields the event sets (``batch_changes.changed_fields``).
 EVENT_SCHEMA = pa.schema(
@@ -110,13 +111,11 @@ EVENT_SCHEMA = pa.schema(
         ("diff_raw", _LIST),
         ("strict_nulls", pa.bool_()),
         ("replay_id", pa.string()),
-        ("changed_fields", _LIST),
+        ("changed_fields", pa.list_(_NAME)),
     ]
 )
 #: ``FastDecoded.fields``: ``batch_fields``' rows.
-FIELD_SCHEMA = pa.schema(
-    [("ev", pa.int64()), ("field", pa.dictionary(pa.int32(), pa.string())), ("value", pa.string())]
-)
+FIELD_SCHEMA = pa.schema([("ev", pa.int64()), ("field", _NAME), ("value", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def decode(
         mine = rows[_np(pc.equal(topics, stream.topic))]
         if len(mine) == 0:
             continue
-        values = _rows(raw["value"], mine).combine_chunks()
+        values = _rows(raw["value"], mine).combine_chunks().cast(pa.binary())
         for positions, table in _parse(values, BASE_SCHEMAS[stream.format]):
             for shape in _shapes(stream, table):
                 accepted, events, fields = _decode_shape(names, stream, settings, shape)
@@ -372,7 +371,8 @@ def _shapes(stream: StreamConfig, table: pa.Table) -> list[_Shape]:
         return [_Shape(everyone, table["payload"], *_replay(event, "replayId", table.num_rows))]
     payload = table["payload"]
     has_payload = _valid(payload)
-    enveloped = has_payload & _valid(pc.struct_field(payload, [0]))  # [0]: the header
+    header = pc.struct_field(payload, [payload.type.get_field_index(_HEADER)])
+    enveloped = has_payload & _valid(header)
     out = []
     for rows, body in (
         (np.flatnonzero(enveloped), payload),
@@ -452,7 +452,8 @@ def _changed(ev: np.ndarray, codes: np.ndarray, vocab: pa.Array, events: int) ->
     order = np.argsort(ev * max(len(vocab), 1) + codes)
     offsets = np.zeros(events + 1, dtype=np.int32)
     np.cumsum(np.bincount(ev, minlength=events), out=offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(offsets), vocab.take(pa.array(codes[order])))
+    names = pa.DictionaryArray.from_arrays(pa.array(codes[order], pa.int32()), vocab)
+    return pa.ListArray.from_arrays(pa.array(offsets), names)
 
 
 def _header_fields(body: pa.ChunkedArray) -> dict[str, pa.ChunkedArray]:
