@@ -67,7 +67,9 @@ HEADER_TYPE = pa.struct(
 )
 _HEADER = "ChangeEventHeader"
 _PAYLOAD = pa.field("payload", pa.struct([(_HEADER, HEADER_TYPE)]))
-#: What is declared per format; the body fields are inferred.
+#: What is declared per format. The body fields are inferred, and so are the envelope's other
+#: keys (CometD's ``schema`` and ``event``, the connector's ``schema``): the SQL decoder reads
+#: only the replay Id of them, which is taken here when it is a string or an integer.
 BASE_SCHEMAS = {
     "cometd": pa.schema([_PAYLOAD]),
     "confluent": pa.schema([(_HEADER, HEADER_TYPE), _PAYLOAD]),
