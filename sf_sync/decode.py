@@ -5,6 +5,10 @@ record, ready for the history) or ``batch_errors`` (a specific reason, for the d
 table). Validation and extraction are SQL over the whole batch, not a Python loop per message:
 DuckDB parses the JSON once per message and checks every rule column-wise.
 
+This SQL decoder is the reference. ``decode`` (what a run calls, through ``decode_isolating``)
+first lets the columnar fast path (``decode_columnar``) take the CometD and Confluent messages
+it can prove it decodes exactly as this module does, and sends every other message here.
+
 The Salesforce rules applied here are those of ``docs/contract.md``: an UPDATE applies only
 ``changedFields`` and ``nulledFields`` (compound ``BillingAddress.City`` becomes
 ``BillingCity``); nulls elsewhere in the body and enriched fields are not changes; an event with
@@ -14,13 +18,23 @@ several ``recordIds`` changes each of them; GAP_* events become gaps.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sf_sync.config import Settings, StreamConfig
+
+if TYPE_CHECKING:
+    from sf_sync.decode_columnar import FastDecoded
+
+log = logging.getLogger(__name__)
 
 CHANGE_TYPES = ("CREATE", "UPDATE", "DELETE", "UNDELETE")
 GAP_TYPES = ("GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW")
@@ -482,7 +496,151 @@ DECODE_OUTPUTS = ("batch_decoded", "batch_errors", "batch_changes", "batch_field
 _NUMBERED = ("batch_decoded", "batch_changes", "batch_fields")
 
 
-def decode_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> int:
+@dataclass(frozen=True)
+class DecodeReport:
+    """How a batch was decoded."""
+
+    fast: int  # messages decoded by the columnar fast path (``decode_columnar``)
+    isolated: int  # messages dead-lettered by bisection: the SQL itself failed on them
+
+
+#: What the fast path may raise on input nobody foresaw; the batch then takes the SQL path.
+_FAST_PATH_ERRORS = (pa.ArrowException, duckdb.Error, ValueError, LookupError)
+
+
+def decode_isolating(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings, *, sql_only: bool = False
+) -> int:
+    """``decode``; returns how many messages were isolated by bisection."""
+    return decode(con, raw, settings, sql_only=sql_only).isolated
+
+
+def decode(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings, *, sql_only: bool = False
+) -> DecodeReport:
+    """Decodes ``raw`` into the batch's temp tables (``batch_raw`` and ``DECODE_OUTPUTS``).
+
+    The CDC messages (``cometd``, ``confluent``) the columnar fast path accepts are decoded
+    there (``decode_columnar``: it accepts only what it decodes exactly as the SQL decoder
+    does); every other message goes through the SQL decoder, with bisection
+    (``decode_sql_isolating``), which gives the exact error or result. ``sql_only`` sends every
+    message through the SQL decoder (the reference the fast path is tested against). The fast
+    path's events are added to the SQL decoder's tables, numbered after its ``ev``; should the
+    fast path itself fail, the whole batch goes through the SQL decoder.
+
+    Differences from ``sql_only`` in the tables, for fast-decoded messages only: ``top`` in
+    ``batch_raw`` and ``body`` in ``batch_decoded`` are NULL (the parsed document is not kept
+    as a MAP), and they have no rows in ``batch_flat``/``batch_listed`` (internal to the SQL
+    decoder).
+    """
+    if sql_only:
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    from sf_sync import decode_columnar  # it imports this module's constants
+
+    install_macros(con)
+    try:
+        fast = decode_columnar.decode(
+            con, raw, decode_columnar.candidates(con, raw, settings), settings
+        )
+    except _FAST_PATH_ERRORS:
+        log.exception("columnar decoding failed; the batch goes through the SQL decoder")
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    if fast.count == 0:
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    rest = np.ones(raw.num_rows, dtype=bool)
+    rest[fast.rows] = False
+    first_ev = int(rest.sum())  # the SQL decoder's ``ev`` never exceeds its message count
+    if first_ev:
+        isolated = decode_sql_isolating(con, raw.filter(pa.array(rest)), settings)
+    else:
+        isolated = _decode_nothing(con, raw.slice(0, 0), settings)
+    try:
+        _add_fast(con, raw, fast, first_ev)
+    except duckdb.Error:
+        log.exception("adding the fast path's rows failed; the batch goes through SQL")
+        return DecodeReport(0, decode_sql_isolating(con, raw, settings))
+    return DecodeReport(fast.count, isolated)
+
+
+#: The temp tables the SQL decoder leaves (``field_types`` aside, made from the settings).
+_SQL_TABLES = (
+    "batch_raw",
+    "batch_decoded",
+    "batch_errors",
+    "batch_flat",
+    "batch_listed",
+    "batch_field_errors",
+    "batch_fields",
+    "batch_changes",
+    "batch_gaps",
+)
+
+
+def _decode_nothing(con: duckdb.DuckDBPyConnection, empty: pa.Table, settings: Settings) -> int:
+    """What the SQL decoder does with an empty batch (empty tables), but from copies kept on
+    ``con`` since the first time: running its statements costs ~0.1 s, mostly planning."""
+    try:
+        con.execute(
+            ";".join(f"CREATE OR REPLACE TEMP TABLE {t} AS FROM sf_empty_{t}" for t in _SQL_TABLES)
+        )
+    except duckdb.CatalogException:
+        decode_sql_isolating(con, empty, settings)
+        con.execute(
+            ";".join(f"CREATE OR REPLACE TEMP TABLE sf_empty_{t} AS FROM {t}" for t in _SQL_TABLES)
+        )
+    return 0
+
+
+def _add_fast(
+    con: duckdb.DuckDBPyConnection, raw: pa.Table, fast: FastDecoded, first_ev: int
+) -> None:
+    """Adds the fast path's events to the tables the SQL decoder built for the other messages.
+
+    Their ``batch_changes`` and ``batch_gaps`` rows come from the SQL decoder's own statements
+    (``changes_sql``, ``gaps_sql``) over the fast path's events.
+    """
+    con.register(RAW_VIEW, raw)  # the SQL decoder registered only its part of the batch
+    # Several record batches: DuckDB scans them in parallel.
+    con.register("fast_events", _batches(fast.events))
+    con.register("fast_fields", _batches(fast.fields))
+    events = f"""(SELECT * EXCLUDE (ev, commit_ms), ev + {first_ev} AS ev,
+                         make_timestamptz(commit_ms * 1000) AS commit_timestamp,
+                         true AS connector_meta, NULL::VARCHAR AS salesforce_id
+                  FROM fast_events)"""
+    try:
+        con.execute(
+            f"""
+            INSERT INTO batch_raw BY NAME
+            SELECT topic, kafka_partition, kafka_offset, kafka_timestamp FROM fast_events;
+            INSERT INTO batch_decoded BY NAME SELECT * EXCLUDE (changed_fields) FROM {events};
+            INSERT INTO batch_fields BY NAME
+            SELECT ev + {first_ev} AS ev, field, value FROM fast_fields;
+            INSERT INTO batch_changes BY NAME {changes_sql(events, None)};
+            """
+        )
+        if _may_have_gaps(fast.events):
+            con.execute(f"INSERT INTO batch_gaps BY NAME {gaps_sql(events)}")
+    finally:
+        con.unregister("fast_events")
+        con.unregister("fast_fields")
+
+
+def _may_have_gaps(events: pa.Table) -> bool:
+    """Whether ``gaps_sql`` can give rows for ``events``: only GAP_ events, UPDATEs with
+    ``diffFields`` and wildcard Ids do (its three parts)."""
+    return bool(
+        pc.any(pc.starts_with(events["change_type"], "GAP_")).as_py()
+        or pc.any(pc.greater(pc.list_value_length(events["diff_raw"]), 0)).as_py()
+        or pc.any(pc.ends_with(pc.list_flatten(events["record_ids"]), "*")).as_py()
+    )
+
+
+def _batches(table: pa.Table, parts: int = 8) -> pa.Table:
+    rows = max(1, -(-table.num_rows // parts))
+    return pa.Table.from_batches(table.combine_chunks().to_batches(max_chunksize=rows))
+
+
+def decode_sql_isolating(con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings) -> int:
     """``decode_batch``, but a message that makes the bulk SQL itself fail cannot block others.
 
     Every rule we know of is a per-row check, so this fallback should never run; when some
@@ -695,43 +853,53 @@ def _explode_changes(con: duckdb.DuckDBPyConnection, settings: Settings) -> None
         """
     )
     con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_changes AS
-        WITH vals AS (
-            SELECT ev, list_sort(list(field)) AS changed_fields
-            FROM batch_fields GROUP BY ev)
+        "CREATE OR REPLACE TEMP TABLE batch_changes AS "
+        + changes_sql(
+            "batch_decoded",
+            "(SELECT ev, list_sort(list(field)) AS changed_fields FROM batch_fields GROUP BY ev)",
+        )
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE batch_gaps AS " + gaps_sql("batch_decoded"))
+
+
+def changes_sql(decoded: str, changed: str | None) -> str:
+    """``batch_changes``' rows of the events in ``decoded`` (``batch_decoded``'s columns), with
+    the sorted ``changed_fields`` per ``ev`` of ``changed`` (None: ``decoded`` has them)."""
+    join = f"LEFT JOIN {changed} v USING (ev)" if changed else ""
+    fields = "v.changed_fields" if changed else "d.changed_fields"
+    return f"""
         SELECT * FROM (
             SELECT d.ev, d.event_key, d.source, d.object, unnest(d.record_ids) AS record_id,
                    d.change_type, d.commit_timestamp, d.transaction_key, d.sequence_number,
                    d.change_origin, d.commit_user,
-                   coalesce(v.changed_fields, []::VARCHAR[]) AS changed_fields,
+                   coalesce({fields}, []::VARCHAR[]) AS changed_fields,
                    d.topic, d.kafka_partition, d.kafka_offset, d.salesforce_id, d.replay_id
-            FROM batch_decoded d LEFT JOIN vals v USING (ev)
+            FROM {decoded} d {join}
             WHERE d.change_type NOT IN ('GAP_OVERFLOW'))
         -- A wildcard Id ("001*", after a type conversion) names no record: it is a gap.
         WHERE NOT ends_with(record_id, '*')
-        """
-    )
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE batch_gaps AS
+    """
+
+
+def gaps_sql(decoded: str) -> str:
+    """``batch_gaps``' rows of the events in ``decoded`` (``batch_decoded``'s columns)."""
+    return f"""
         SELECT event_key, source, object, unnest(CASE WHEN len(record_ids) = 0
                                                       THEN [NULL::VARCHAR] ELSE record_ids END)
                    AS record_id,
                change_type AS gap_type, commit_timestamp, transaction_key, topic,
                kafka_partition, kafka_offset, []::VARCHAR[] AS fields
-        FROM batch_decoded WHERE starts_with(change_type, 'GAP_')
+        FROM {decoded} WHERE starts_with(change_type, 'GAP_')
         UNION ALL
         SELECT event_key, source, object, unnest(record_ids), 'DIFF_FIELDS', commit_timestamp,
                transaction_key, topic, kafka_partition, kafka_offset,
                list_transform(diff_raw, lambda f: sf_dotted_to_flat(f))
-        FROM batch_decoded WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
+        FROM {decoded} WHERE len(diff_raw) > 0 AND change_type = 'UPDATE'
         UNION ALL
         SELECT * FROM (
             SELECT event_key, source, object, unnest(record_ids) AS record_id, 'WILDCARD_IDS',
                    commit_timestamp, transaction_key, topic, kafka_partition, kafka_offset,
                    []::VARCHAR[]
-            FROM batch_decoded WHERE NOT starts_with(change_type, 'GAP_'))
+            FROM {decoded} WHERE NOT starts_with(change_type, 'GAP_'))
         WHERE ends_with(record_id, '*')
-        """
-    )
+    """

@@ -202,7 +202,9 @@ def test_unforeseen_sql_failure_is_isolated_by_bisection(con, monkeypatch) -> No
     batch = raw(*([(ACCOUNT, good)] * 5 + [(ACCOUNT, orjson.dumps(doc))] + [(ACCOUNT, good)] * 4))
     with pytest.raises(duckdb.Error):
         decode_batch(con, batch, load_settings())
-    assert decode_isolating(con, batch, load_settings()) == 1
+    # SQL only: the columnar fast path would decode this message without the macro (the fast
+    # path's own version of this test is in test_decode_columnar.py).
+    assert decode_isolating(con, batch, load_settings(), sql_only=True) == 1
     assert con.execute("SELECT count(*) FROM batch_changes").fetchone() == (9,)
     [(offset, error)] = con.execute("SELECT kafka_offset, error FROM batch_errors").fetchall()
     assert offset == 5 and "unforeseen" in error
