@@ -120,8 +120,12 @@ def main() -> None:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
+        "--batch-messages", type=int, default=None, help="the run's batch size (default: config)"
+    )
+    p.add_argument(
         "--bootstrap", default=os.environ.get("SF_SYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     )
+    p.add_argument("--topic", help="reuse this topic of an earlier run instead of producing")
     p.add_argument("--child", nargs="+")
     args = p.parse_args()
     if args.child:
@@ -134,13 +138,17 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    topic = f"bench.cdc.Account.{uuid.uuid4().hex[:8]}"
-    t0 = time.perf_counter()
-    avg = produce_topic(args.bootstrap, topic, args.events, args.seed)
-    print(
-        f"produced {args.events} events to {topic}, {avg:.0f} bytes on average,"
-        f" in {time.perf_counter() - t0:.1f}s"
-    )
+    if args.topic:  # produced by an earlier run with the same --events and --seed
+        topic = args.topic
+        print(f"reusing {topic} ({args.events} events)")
+    else:
+        topic = f"bench.cdc.Account.{uuid.uuid4().hex[:8]}"
+        t0 = time.perf_counter()
+        avg = produce_topic(args.bootstrap, topic, args.events, args.seed)
+        print(
+            f"produced {args.events} events to {topic}, {avg:.0f} bytes on average,"
+            f" in {time.perf_counter() - t0:.1f}s"
+        )
     with tempfile.TemporaryDirectory(prefix="sf-sync-bench-") as tmp:
         config = Path(tmp) / "sf-sync.yaml"
         config.write_text(
@@ -150,6 +158,7 @@ def main() -> None:
                     "kafka": {
                         "bootstrap": args.bootstrap,
                         "group_id": f"bench-{uuid.uuid4().hex[:6]}",
+                        **({"batch_messages": args.batch_messages} if args.batch_messages else {}),
                     },
                     "objects": {
                         "Account": {
