@@ -61,7 +61,7 @@ def main() -> None:
                     report = decode.decode(con, raw, settings, sql_only=sql_only)
                     times[sql_only].append(time.perf_counter() - t0)
                     counts[sql_only] = [
-                        con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED
+                        con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in COUNTED
                     ]
                     label = "SQL only" if sql_only else "fast path"
                     print(f"run {i + 1} {label:9s} {times[sql_only][-1]:6.2f}s  {report}")

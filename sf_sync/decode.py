@@ -576,18 +576,30 @@ _SQL_TABLES = (
 )
 
 
+#: The SQL decoder's tables as DuckDB describes them (``CREATE TEMP TABLE name(...)``), kept
+#: from its first run in this process: they do not depend on the batch or the settings.
+_EMPTY_DDL: dict[str, str] = {}
+
+
 def _decode_nothing(con: duckdb.DuckDBPyConnection, empty: pa.Table, settings: Settings) -> int:
-    """What the SQL decoder does with an empty batch (empty tables), but from copies kept on
-    ``con`` since the first time: running its statements costs ~0.1 s, mostly planning."""
-    try:
-        con.execute(
-            ";".join(f"CREATE OR REPLACE TEMP TABLE {t} AS FROM sf_empty_{t}" for t in _SQL_TABLES)
-        )
-    except duckdb.CatalogException:
+    """What the SQL decoder does with an empty batch (its tables, empty), from their
+    definitions: running its statements costs ~0.1 s, mostly planning."""
+    if len(_EMPTY_DDL) < len(_SQL_TABLES):
         decode_sql_isolating(con, empty, settings)
-        con.execute(
-            ";".join(f"CREATE OR REPLACE TEMP TABLE sf_empty_{t} AS FROM {t}" for t in _SQL_TABLES)
+        _EMPTY_DDL.update(
+            con.execute(
+                "SELECT table_name, sql FROM duckdb_tables()"
+                " WHERE temporary AND list_contains(?, table_name)",
+                [list(_SQL_TABLES)],
+            ).fetchall()
         )
+        return 0
+    con.execute(
+        ";".join(
+            ddl.replace("CREATE TEMP TABLE ", "CREATE OR REPLACE TEMP TABLE ", 1)
+            for ddl in _EMPTY_DDL.values()
+        )
+    )
     return 0
 
 

@@ -69,7 +69,9 @@ def decode_both(con: duckdb.DuckDBPyConnection, batch: pa.Table) -> DecodeReport
     assert decode.decode(con, batch, settings, sql_only=True).fast == 0
     for name, query in TABLES.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE ref_{name} AS {query}")
+    types = {name: con.execute(f"DESCRIBE {name}").fetchall() for name in TABLES}
     report = decode.decode(con, batch, settings)
+    assert {name: con.execute(f"DESCRIBE {name}").fetchall() for name in TABLES} == types
     for name, query in TABLES.items():
         only_sql = con.sql(f"SELECT * FROM ref_{name} EXCEPT ALL ({query})").fetchall()
         only_fast = con.sql(f"({query}) EXCEPT ALL SELECT * FROM ref_{name}").fetchall()
