@@ -66,8 +66,8 @@ class Settings:
     max_message_bytes: int = 1_048_576
     lookback_days: int = 7
     read_stall_timeout_s: float = 30.0
-    batch_messages: int = 100_000
-    duckdb_memory_limit: str = "700MB"
+    batch_messages: int = 50_000
+    duckdb_memory_limit: str = "500MB"
     config_path: Path | None = None
     # Raw sections other parts read for themselves (the dev org builds its schema from these).
     objects_config: dict[str, Any] = field(default_factory=dict)
@@ -163,8 +163,8 @@ def parse_settings(
         max_message_bytes=int(kafka.get("max_message_bytes", 1_048_576)),
         lookback_days=int(kafka.get("lookback_days", 7)),
         read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
-        batch_messages=int(kafka.get("batch_messages", 100_000)),
-        duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "700MB")),
+        batch_messages=int(kafka.get("batch_messages", 50_000)),
+        duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "500MB")),
         config_path=config_path,
         objects_config={k: (v or {}) for k, v in objects_raw.items()},
         devorg_config=dict(raw.get("devorg") or {}),
