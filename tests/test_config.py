@@ -53,6 +53,6 @@ def test_contradictions_are_refused(text: str, message: str) -> None:
 
 
 def test_duckdb_memory_limit_is_configurable() -> None:
-    assert parse_settings(MINIMAL, environ={}).duckdb_memory_limit == "700MB"
+    assert parse_settings(MINIMAL, environ={}).duckdb_memory_limit == "500MB"
     custom = parse_settings(MINIMAL + "duckdb: {memory_limit: 2GB}\n", environ={})
     assert custom.duckdb_memory_limit == "2GB"
