@@ -188,14 +188,17 @@ def test_changed_field_missing_from_body_is_rejected(con) -> None:
     assert "BillingCity is missing from the body" in error
 
 
+#: Makes the bulk SQL itself raise on a message whose changeOrigin is "POISON".
+POISON_MACRO = (
+    "CREATE OR REPLACE TEMP MACRO sf_opt_text(v) AS CASE WHEN CAST(v AS VARCHAR) = "
+    "'\"POISON\"' THEN error('unforeseen') ELSE v IS NULL OR json_type(v) IN "
+    "('VARCHAR', 'NULL') END;"
+)
+
+
 def test_unforeseen_sql_failure_is_isolated_by_bisection(con, monkeypatch) -> None:
     """A message that makes the bulk SQL raise is dead-lettered alone; the rest decode."""
-    poison_macro = (
-        "CREATE OR REPLACE TEMP MACRO sf_opt_text(v) AS CASE WHEN CAST(v AS VARCHAR) = "
-        "'\"POISON\"' THEN error('unforeseen') ELSE v IS NULL OR json_type(v) IN "
-        "('VARCHAR', 'NULL') END;"
-    )
-    monkeypatch.setattr(decode, "_MACROS", decode._MACROS + poison_macro)
+    monkeypatch.setattr(decode, "_MACROS", decode._MACROS + POISON_MACRO)
     doc = orjson.loads(sample("cometd-account-update.json"))
     doc["payload"]["ChangeEventHeader"]["changeOrigin"] = "POISON"
     good = sample("cometd-account-create.json")

@@ -21,6 +21,7 @@ from sf_sync import decode, decode_columnar, synth
 from sf_sync.config import load_settings
 from sf_sync.decode import RAW_SCHEMA, DecodeReport
 from tests.integration.test_malformed_input import CDC_CASES, PE_CASES, WEB_CASES
+from tests.test_decode import POISON_MACRO
 
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 ACCOUNT = "salesforce.cdc.Account"  # cometd
@@ -348,12 +349,7 @@ def test_fast_count_excludes_what_it_leaves_to_sql(con) -> None:
 
 
 def test_sql_failure_in_the_rest_is_isolated_while_the_fast_path_decodes(con, monkeypatch) -> None:
-    poison_macro = (
-        "CREATE OR REPLACE TEMP MACRO sf_opt_text(v) AS CASE WHEN CAST(v AS VARCHAR) = "
-        "'\"POISON\"' THEN error('unforeseen') ELSE v IS NULL OR json_type(v) IN "
-        "('VARCHAR', 'NULL') END;"
-    )
-    monkeypatch.setattr(decode, "_MACROS", decode._MACROS + poison_macro)
+    monkeypatch.setattr(decode, "_MACROS", decode._MACROS + POISON_MACRO)
     poisoned = b" " + _cometd(_header(changeOrigin="POISON"))  # the space: not a candidate
     good = synth_messages(11, "cometd", 40)
     batch = raw([(ACCOUNT, v) for v in [*good[:20], poisoned, *good[20:]]], partitions=1)
