@@ -53,6 +53,9 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
     ``REPLAY_COLUMNS``; ``values`` has ``row`` (into ``replay``, ascending within a field),
     ``field`` and ``value``: what each change set, set-to-NULL included.
     """
+    missing = set(REPLAY_COLUMNS) - set(replay.column_names)
+    if missing:
+        raise ValueError(f"replay lacks {sorted(missing)}")
     n = replay.num_rows
     rows = np.arange(n, dtype=np.int64)
     start = _record_starts(replay["record_id"])
