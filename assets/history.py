@@ -114,6 +114,7 @@ def _metadata(report: IngestReport, lag: int | None) -> dict[dg.AssetKey, dict]:
     return {
         RAW_EVENTS: {
             "messages": report.messages,
+            "decoded_columnar": report.decoded_columnar,
             "lake_files": report.lake_files,
             "orphans_removed": report.orphans_removed,
             **common,

@@ -5,7 +5,7 @@ record, ready for the history) or ``batch_errors`` (a specific reason, for the d
 table). Validation and extraction are SQL over the whole batch, not a Python loop per message:
 DuckDB parses the JSON once per message and checks every rule column-wise.
 
-This SQL decoder is the reference. ``decode`` (what a run calls, through ``decode_isolating``)
+This SQL decoder is the reference. ``decode`` (what a run calls)
 first lets the columnar fast path (``decode_columnar``) take the CometD and Confluent messages
 it can prove it decodes exactly as this module does, and sends every other message here.
 
@@ -506,13 +506,6 @@ class DecodeReport:
 
 #: What the fast path may raise on input nobody foresaw; the batch then takes the SQL path.
 _FAST_PATH_ERRORS = (pa.ArrowException, duckdb.Error, ValueError, LookupError)
-
-
-def decode_isolating(
-    con: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings, *, sql_only: bool = False
-) -> int:
-    """``decode``; returns how many messages were isolated by bisection."""
-    return decode(con, raw, settings, sql_only=sql_only).isolated
 
 
 def decode(

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from sf_sync import lake, warehouse
 from sf_sync.config import Settings
-from sf_sync.decode import RAW_VIEW, decode_isolating
+from sf_sync.decode import RAW_VIEW, decode
 from sf_sync.fold import fold_new_changes
 from sf_sync.invariants import RETENTION_LOSS_SPANS
 from sf_sync.kafka import client as kc
@@ -66,6 +66,7 @@ class IngestReport:
     lake_files: int = 0
     orphans_removed: int = 0
     isolated_by_bisection: int = 0
+    decoded_columnar: int = 0  # messages the columnar fast path decoded (the rest: SQL)
     committed: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -344,6 +345,7 @@ class DecodedBatch:
     raw: pa.Table
     tables: dict[str, pa.Table]
     isolated_by_bisection: int
+    decoded_columnar: int
 
 
 #: What the store reads of a decode (``batch_event_dates`` dates every message for the lake).
@@ -361,7 +363,7 @@ def decode_apart(
 ) -> DecodedBatch:
     """Decodes ``raw`` on a connection of its own and hands the results over as Arrow."""
     try:
-        isolated = decode_isolating(decoder, raw, settings)
+        report = decode(decoder, raw, settings)
         decoder.execute(
             """
             CREATE OR REPLACE TEMP TABLE batch_event_dates AS
@@ -385,7 +387,7 @@ def decode_apart(
             "SELECT table_name FROM duckdb_tables() WHERE temporary"
         ).fetchall():
             decoder.execute(f"DROP TABLE {warehouse.quote_ident(name)}")
-    return DecodedBatch(raw, tables, isolated)
+    return DecodedBatch(raw, tables, report.isolated, report.fast)
 
 
 def store_batch(
@@ -468,6 +470,7 @@ def _store_decoded(
         field_changes=fold.field_changes,
         late_records=fold.late_records,
         isolated_by_bisection=decoded.isolated_by_bisection,
+        decoded_columnar=decoded.decoded_columnar,
         **counts,
     )
 

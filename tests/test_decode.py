@@ -11,7 +11,7 @@ import pytest
 
 from sf_sync import decode
 from sf_sync.config import load_settings
-from sf_sync.decode import RAW_SCHEMA, decode_batch, decode_isolating
+from sf_sync.decode import RAW_SCHEMA, decode_batch
 
 #: Copies of the reference samples (shared/reference/samples), kept with the tests.
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
@@ -207,7 +207,7 @@ def test_unforeseen_sql_failure_is_isolated_by_bisection(con, monkeypatch) -> No
         decode_batch(con, batch, load_settings())
     # SQL only: the columnar fast path would decode this message without the macro (the fast
     # path's own version of this test is in test_decode_columnar.py).
-    assert decode_isolating(con, batch, load_settings(), sql_only=True) == 1
+    assert decode.decode(con, batch, load_settings(), sql_only=True).isolated == 1
     assert con.execute("SELECT count(*) FROM batch_changes").fetchone() == (9,)
     [(offset, error)] = con.execute("SELECT kafka_offset, error FROM batch_errors").fetchall()
     assert offset == 5 and "unforeseen" in error
