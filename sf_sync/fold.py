@@ -23,7 +23,13 @@ import numpy as np
 import pyarrow as pa
 
 from sf_sync.derive import Derived, derive
-from sf_sync.warehouse import field_columns, literal, quote_ident, version_tables
+from sf_sync.warehouse import (
+    field_columns,
+    field_value,
+    literal,
+    quote_ident,
+    version_tables,
+)
 
 _DATA_CHANGES = "('CREATE', 'UPDATE', 'DELETE', 'UNDELETE')"
 
@@ -165,20 +171,13 @@ def _prepare_late(
     # The values of exactly the replayed changes (a change is one record and event_key):
     # the batch's own from new_values, the stored ones from the versions they made; the
     # commit time only lets DuckDB skip the row groups of older versions.
-    value_of = (
-        "CASE s.field "
-        + " ".join(f"WHEN {literal(f)} THEN v.{quote_ident(f)}" for f in fields)
-        + " END"
-        if fields
-        else "NULL::VARCHAR"
-    )
     con.execute(
         f"""
         CREATE OR REPLACE TEMP VIEW fold_values AS
         SELECT n.record_id, n.field, n.value, n.event_key FROM new_values n
         WHERE n.source = {source} AND n.object = {obj}
         UNION ALL
-        SELECT s.record_id, s.field, {value_of} AS value, s.event_key
+        SELECT s.record_id, s.field, {field_value("s.field", "v", fields)} AS value, s.event_key
         FROM (SELECT c.record_id, c.event_key, unnest(c.changed_fields) AS field
               FROM fold_late_changes c
               ANTI JOIN (SELECT record_id, event_key FROM new_changes

@@ -531,8 +531,7 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE new_values AS
-        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value,
-               n.commit_timestamp
+        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value
         FROM new_changes n JOIN batch_fields f USING (ev)
         """
     )

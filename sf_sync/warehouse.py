@@ -200,7 +200,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     * Before perf2, ``field_history`` carried the six-field ``ord`` struct of its change (not
       part of the contract); a late event's rows are now found by version.
     * Before the columnar fold, ``change_values`` was a table; it is now a view over the
-      versions (``refresh_views``), which hold the same values, so the table is dropped.
+      versions, which hold the same values, so the table is dropped (``writer`` creates the
+      view with the others right after this, before anyone can read the file).
 
     One transaction: a crash leaves the old schema whole.
     """
@@ -217,7 +218,6 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         try:
             for step in steps:
                 con.execute(step)
-            refresh_views(con)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -368,15 +368,9 @@ def _change_values_select(
     source: str, obj: str, open_t: str, closed_t: str, fields: list[str]
 ) -> str:
     """What each change of one object set: its ``changed_fields`` read from its version."""
-    value = (
-        "CASE c.field "
-        + " ".join(f"WHEN {literal(f)} THEN v.{quote_ident(f)}" for f in fields)
-        + " END"
-        if fields
-        else "NULL::VARCHAR"
-    )
     return f"""
-        SELECT c.source, c.object, c.record_id, c.event_key, c.field, {value} AS value,
+        SELECT c.source, c.object, c.record_id, c.event_key, c.field,
+               {field_value("c.field", "v", fields)} AS value,
                c.commit_timestamp
         FROM (SELECT source, object, record_id, event_key, commit_timestamp,
                      unnest(changed_fields) AS field
@@ -385,6 +379,14 @@ def _change_values_select(
         JOIN (SELECT * FROM {quote_ident(closed_t)}
               UNION ALL BY NAME SELECT * FROM {quote_ident(open_t)}) v
         USING (record_id, event_key)"""
+
+
+def field_value(name: str, row: str, fields: list[str]) -> str:
+    """SQL for the value of the field named by ``name`` in the wide version row ``row``."""
+    if not fields:
+        return "NULL::VARCHAR"
+    whens = " ".join(f"WHEN {literal(f)} THEN {row}.{quote_ident(f)}" for f in fields)
+    return f"CASE {name} {whens} END"
 
 
 def literal(text: str) -> str:
