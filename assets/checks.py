@@ -29,10 +29,10 @@ def _check(sf_sync: SfSyncResource, query: invariants.Rule, what: str) -> dg.Ass
 @dg.asset_check(
     asset=CHANGE_EVENTS,
     blocking=True,
-    description="No change (source, event, record) or field change is stored twice.",
+    description="No change (source, event, record) is stored twice or made into two versions.",
 )
 def no_duplicate_changes(sf_sync: SfSyncResource) -> dg.AssetCheckResult:
-    return _check(sf_sync, invariants.DUPLICATE_CHANGES, "duplicated changes")
+    return _check(sf_sync, invariants.duplicate_changes, "duplicated changes")
 
 
 @dg.asset_check(

@@ -42,7 +42,7 @@ _DELETED = {"DELETE": 1, "CREATE": 0, "UNDELETE": 0}  # UPDATE leaves is_deleted
 @dataclass(frozen=True)
 class Derived:
     versions: pa.Table  # one row per replayed change, the version it creates (wide)
-    field_history: pa.Table  # one row per value that really changed
+    field_changes: int  # sets whose value differs from the state before them
 
 
 def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]) -> Derived:
@@ -92,11 +92,10 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
         ),
         "ord": replay["ord"],
     }
-    # Field changes are gathered per field, then their change's columns taken once for all.
-    changed_rows: list[np.ndarray] = []
-    changed_fields: list[pa.Array] = []
-    old_values: list[pa.Array] = []
-    new_values: list[pa.Array] = []
+    # A set is a field change when it differs from the state just before it (its record's
+    # previous row, or the base); the warehouse's ``field_history`` view derives those rows
+    # from the versions, so here they are only counted.
+    field_changes = 0
     by_field = _split_by_field(values)
     for field in fields:
         base_values = _take(base[field], base_row)
@@ -115,35 +114,11 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
         state_index = np.where(own, position[np.maximum(last, 0)], len(set_values) + rows)
         versions[field] = pool.take(pa.array(state_index))
 
-        # Old value of a set: the state just before it (its record's previous row), or the base.
         follows = set_rows > start[set_rows]
         before = np.where(follows, state_index[np.maximum(set_rows - 1, 0)], 0)
-        old_index = np.where(follows, before, len(set_values) + set_rows)
-        old = pool.take(pa.array(old_index))
-        changed = _distinct(old, set_values)
-        if changed.any():
-            keep = pa.array(changed)
-            changed_rows.append(set_rows[changed])
-            changed_fields.append(pa.array([field]).take(np.zeros(int(changed.sum()), np.int64)))
-            old_values.append(old.filter(keep))
-            new_values.append(set_values.filter(keep))
-    if not changed_rows:
-        return Derived(versions=pa.table(versions), field_history=_empty_history())
-    at = pa.array(np.concatenate(changed_rows))
-    history = pa.table(
-        {
-            "record_id": replay["record_id"].take(at),
-            "field": pa.concat_arrays(changed_fields),
-            "old_value": pa.concat_arrays(old_values),
-            "new_value": pa.concat_arrays(new_values),
-            "changed_at": ts.take(at),
-            "change_type": replay["change_type"].take(at),
-            "changed_by": replay["commit_user"].take(at),
-            "event_key": replay["event_key"].take(at),
-            "version": pa.array(version).take(at).cast(pa.int32()),
-        }
-    )
-    return Derived(versions=pa.table(versions), field_history=history)
+        old = pool.take(pa.array(np.where(follows, before, len(set_values) + set_rows)))
+        field_changes += int(_distinct(old, set_values).sum())
+    return Derived(versions=pa.table(versions), field_changes=field_changes)
 
 
 def _record_starts(record_id: pa.ChunkedArray) -> np.ndarray:
@@ -207,19 +182,3 @@ def _distinct(old: pa.Array, new: pa.Array) -> np.ndarray:
     differs = pc.fill_null(pc.not_equal(old, new), True)
     both_null = pc.and_(pc.is_null(old), pc.is_null(new))
     return pc.and_not(differs, both_null).to_numpy(zero_copy_only=False)
-
-
-def _empty_history() -> pa.Table:
-    return pa.table(
-        {
-            "record_id": pa.array([], pa.string()),
-            "field": pa.array([], pa.string()),
-            "old_value": pa.array([], pa.string()),
-            "new_value": pa.array([], pa.string()),
-            "changed_at": pa.array([], pa.timestamp("us", tz="UTC")),
-            "change_type": pa.array([], pa.string()),
-            "changed_by": pa.array([], pa.string()),
-            "event_key": pa.array([], pa.string()),
-            "version": pa.array([], pa.int32()),
-        }
-    )

@@ -1,14 +1,15 @@
-"""Folds new change rows into field history and SCD2 versions.
+"""Folds new change rows into SCD2 versions (``field_history`` is a view over them).
 
 The fold touches only the records a batch changes. For each of them it takes a *base* (the
 version just before the batch's earliest change to that record) and *replays* every change from
 there on, in commit order: in the usual case that is only the batch itself; when a late event
-lands before versions we already have, the record's later versions and field-history rows are
-derived again, so the history equals what in-order delivery would have given.
+lands before versions we already have, the record's later versions are derived again, so the
+history (and ``field_history``, a view over the versions) equals what in-order delivery would
+have given.
 
 Each object's versions live in wide tables (one column per field, see ``warehouse``). SQL
-picks the base and the replay and writes the result; the states and field changes themselves
-are derived over Arrow arrays (``derive``).
+picks the base and the replay and writes the result; the states themselves are derived over
+Arrow arrays (``derive``).
 
 Input: temp tables ``new_changes`` (rows just added to ``change_events``) and ``new_values``
 (the values those changes set, one row per field).
@@ -59,7 +60,7 @@ def fold_new_changes(con: duckdb.DuckDBPyConnection) -> FoldStats:
         for source, obj in groups:
             total = total + _fold_object(con, source, obj)
     finally:
-        for name in ("fold_base_rows", "fold_seq", "fold_versions", "fold_field_history"):
+        for name in ("fold_base_rows", "fold_seq", "fold_versions"):
             con.unregister(name)
     return total
 
@@ -119,8 +120,8 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
             f" AND object = {literal(obj)}"
         )
     derived = _derive(con, fields)
-    _write(con, open_t, closed_t, source, obj, late=bool(late))
-    return FoldStats(records, late, derived.versions.num_rows, derived.field_history.num_rows)
+    _write(con, open_t, closed_t, late=bool(late))
+    return FoldStats(records, late, derived.versions.num_rows, derived.field_changes)
 
 
 def _prepare_late(
@@ -193,7 +194,7 @@ def _prepare_late(
 
 
 def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
-    """Derives ``fold_versions`` and ``fold_field_history`` from the base and the replay.
+    """Derives ``fold_versions`` from the base and the replay.
 
     SQL sorts the replay into versions (by record, then commit order) and ties each value to
     its change's row; the arithmetic is ``derive.derive`` over Arrow arrays. Its results are
@@ -229,14 +230,11 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
     ).to_arrow_table()
     derived = derive(base, replay, values, fields)
     con.register("fold_versions", derived.versions)
-    con.register("fold_field_history", derived.field_history)
     return derived
 
 
-def _write(
-    con: duckdb.DuckDBPyConnection, open_t: str, closed_t: str, source: str, obj: str, *, late: bool
-) -> None:
-    """Replaces the affected records' open rows, appends closed ones and field changes."""
+def _write(con: duckdb.DuckDBPyConnection, open_t: str, closed_t: str, *, late: bool) -> None:
+    """Replaces the affected records' open rows and appends closed ones."""
     if late:
         con.execute(
             f"""
@@ -245,19 +243,6 @@ def _write(
               AND v.ord >= coalesce((SELECT b.ord FROM fold_late_base b
                                      WHERE b.record_id = l.record_id), l.min_ord)
             """
-        )
-        # A record's versions follow its changes' order: the rows to derive again are those
-        # of the versions after the base (all of them when the late change is the first).
-        # Their commit time is at or after the earliest late change's, which prunes the scan.
-        con.execute(
-            """
-            DELETE FROM field_history h USING fold_late l
-            WHERE h.source = $source AND h.object = $object AND h.record_id = l.record_id
-              AND h.changed_at >= (SELECT min(min_ord.ts) FROM fold_late)
-              AND h.version > coalesce((SELECT b.version FROM fold_late_base b
-                                        WHERE b.record_id = l.record_id), 0)
-            """,
-            {"source": source, "object": obj},
         )
     con.execute(f"DELETE FROM {open_t} o USING fold_affected a WHERE o.record_id = a.record_id")
     con.execute(
@@ -272,12 +257,3 @@ def _write(
         f"INSERT INTO {closed_t} BY NAME SELECT * FROM fold_versions WHERE valid_to IS NOT NULL"
     )
     con.execute(f"INSERT INTO {open_t} BY NAME SELECT * FROM fold_versions WHERE valid_to IS NULL")
-    con.execute(
-        """
-        INSERT INTO field_history
-        SELECT $object, record_id, field, old_value, new_value, changed_at, change_type,
-               changed_by, $source, event_key, version
-        FROM fold_field_history
-        """,
-        {"source": source, "object": obj},
-    )

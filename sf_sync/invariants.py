@@ -11,13 +11,28 @@ import duckdb
 
 from sf_sync.warehouse import all_version_tables, literal, quote_ident
 
-DUPLICATE_CHANGES = """
-SELECT source, event_key, record_id, count(*) AS copies
-FROM change_events GROUP BY ALL HAVING count(*) > 1
-UNION ALL
-SELECT source, event_key, record_id || '.' || field, count(*)
-FROM field_history GROUP BY source, event_key, record_id, field HAVING count(*) > 1
+_DUPLICATE_VERSIONS = """
+SELECT {source}, event_key, record_id || ' (versions)', count(*)
+FROM (SELECT record_id, event_key FROM {closed} UNION ALL SELECT record_id, event_key FROM {open})
+GROUP BY ALL HAVING count(*) > 1
 """
+
+
+def duplicate_changes(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes stored twice, or that made two versions of their record.
+
+    ``field_history`` and ``change_values`` are views over the versions, so a change made
+    into two versions would show its field changes twice: this rule covers them too.
+    """
+    parts = [
+        "SELECT source, event_key, record_id, count(*) AS copies"
+        " FROM change_events GROUP BY ALL HAVING count(*) > 1"
+    ] + [
+        _DUPLICATE_VERSIONS.format(open=quote_ident(o), closed=quote_ident(c), source=literal(s))
+        for s, _obj, o, c in all_version_tables(con)
+    ]
+    return " UNION ALL ".join(f"({p})" for p in parts)
+
 
 #: Offsets that Kafka's retention deleted before they were read, one half-open span per
 #: ``RETENTION_LOSS`` gap: it starts at ``kafka_offset`` and ``event_key`` ends in

@@ -2,18 +2,18 @@
 
 Layout (the public contract is ``docs/contract.md``):
 
-* ``change_events``, ``field_history``, ``gaps``, ``dead_letters``, ``ingested_ranges``:
-  append-mostly tables.
+* ``change_events``, ``gaps``, ``dead_letters``, ``ingested_ranges``: append-mostly tables.
+* ``field_history``: a view of every value that really changed, each set value against the
+  version before (see ``_field_history_select``).
 * ``change_values``: a view of every value each change set (no-ops included), read back from
   the versions: a version is its change applied, so the fields its change set
-  (``change_events.changed_fields``) hold the values it set. Storing them apart cost as much
-  as the whole field history.
+  (``change_events.changed_fields``) hold the values it set.
 * Per source and object, ``sv_<source>_<object>_closed`` (every superseded version) and
   ``sv_<source>_<object>_open`` (the latest version of each record) hold the SCD2 history with
   one VARCHAR column per field (added as fields appear). Splitting open from closed keeps a
   batch's cost proportional to the batch: the fold reads and rewrites only open rows and
-  appends closed ones. Wide columns, not a MAP per version: the fold derives states with one
-  window function per column, an order of magnitude faster than building maps here.
+  appends closed ones. Wide columns, not a MAP per version: the fold derives each field's
+  states as one column (``derive``), and the views read a field with one ``CASE``.
 * ``<object>_versions`` / ``<object>_current`` are views with the object's flat field names.
 
 There are deliberately no primary keys: DuckDB's ART-index upserts cost seconds per 10,000 rows
@@ -56,19 +56,6 @@ CREATE TABLE IF NOT EXISTS change_events (
     salesforce_id VARCHAR,
     replay_id VARCHAR,
     ord {ORD_TYPE} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS field_history (
-    object VARCHAR NOT NULL,
-    record_id VARCHAR NOT NULL,
-    field VARCHAR NOT NULL,
-    old_value VARCHAR,
-    new_value VARCHAR,
-    changed_at TIMESTAMPTZ NOT NULL,
-    change_type VARCHAR NOT NULL,
-    changed_by VARCHAR,
-    source VARCHAR NOT NULL,
-    event_key VARCHAR NOT NULL,
-    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS version_tables (
     source VARCHAR NOT NULL,
@@ -197,22 +184,20 @@ def writer(
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Brings a warehouse written by an older sf-sync to the current schema; returns the steps.
 
-    * Before perf2, ``field_history`` carried the six-field ``ord`` struct of its change (not
-      part of the contract); a late event's rows are now found by version.
-    * Before the columnar fold, ``change_values`` was a table; it is now a view over the
-      versions, which hold the same values, so the table is dropped (``writer`` creates the
-      view with the others right after this, before anyone can read the file).
+    * ``change_values`` (until the columnar fold) and ``field_history`` (until the views over
+      the versions) were tables. Both are views now: the versions hold the same values, a
+      version being its change applied. So the tables are dropped (``writer`` creates the
+      views right after this, before anyone can read the file).
 
     One transaction: a crash leaves the old schema whole.
     """
-    steps = []
-    if "ord" in table_columns(con, "field_history"):
-        steps.append("ALTER TABLE field_history DROP COLUMN ord")
-    (stored_values,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'change_values'"
-    ).fetchone()
-    if stored_values:
-        steps.append("DROP TABLE change_values")
+    steps = [
+        f"DROP TABLE {name}"
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
+            " AND table_name IN ('change_values', 'field_history') ORDER BY ALL"
+        ).fetchall()
+    ]
     if steps:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -312,11 +297,12 @@ def all_version_tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, s
 def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) -> list[str]:
     """(Re)creates the views over the version tables and, with ``lake_dir``, the lake.
 
-    ``<object>_versions`` and ``<object>_current`` per object, ``change_values`` over all of
-    them, and ``raw_events`` once the lake holds a file.
+    ``<object>_versions`` and ``<object>_current`` per object, ``change_values`` and
+    ``field_history`` over all of them, and ``raw_events`` once the lake holds a file.
     """
     created = []
-    values = []
+    values: list[str] = []
+    history: list[str] = []
     for source, obj, open_t, closed_t in all_version_tables(con):
         id_col = "Id" if source == "salesforce" else "record_key"
         columns = field_columns(con, open_t)
@@ -341,17 +327,14 @@ def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) 
         )
         created += [versions, current]
         values.append(_change_values_select(source, obj, open_t, closed_t, columns))
-    con.execute(
-        "CREATE OR REPLACE VIEW change_values AS "
-        + (
-            " UNION ALL ".join(values)
-            if values
-            else "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS object,"
-            " NULL::VARCHAR AS record_id, NULL::VARCHAR AS event_key, NULL::VARCHAR AS field,"
-            " NULL::VARCHAR AS value, NULL::TIMESTAMPTZ AS commit_timestamp LIMIT 0"
-        )
-    )
-    created.append("change_values")
+        history.append(_field_history_select(source, obj, open_t, closed_t, columns))
+    for name, selects, empty in (
+        ("change_values", values, _EMPTY_CHANGE_VALUES),
+        ("field_history", history, _EMPTY_FIELD_HISTORY),
+    ):
+        body = " UNION ALL ".join(selects) if selects else empty
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+        created.append(name)
     if lake_dir is not None and any(
         (lake_dir / "raw_events").glob("topic=*/event_date=*/*.parquet")
     ):
@@ -364,6 +347,34 @@ def refresh_views(con: duckdb.DuckDBPyConnection, lake_dir: Path | None = None) 
     return created
 
 
+_EMPTY_CHANGE_VALUES = (
+    "SELECT NULL::VARCHAR AS source, NULL::VARCHAR AS object, NULL::VARCHAR AS record_id,"
+    " NULL::VARCHAR AS event_key, NULL::VARCHAR AS field, NULL::VARCHAR AS value,"
+    " NULL::TIMESTAMPTZ AS commit_timestamp LIMIT 0"
+)
+_EMPTY_FIELD_HISTORY = (
+    "SELECT NULL::VARCHAR AS object, NULL::VARCHAR AS record_id, NULL::VARCHAR AS field,"
+    " NULL::VARCHAR AS old_value, NULL::VARCHAR AS new_value, NULL::TIMESTAMPTZ AS changed_at,"
+    " NULL::VARCHAR AS change_type, NULL::VARCHAR AS changed_by, NULL::VARCHAR AS source,"
+    " NULL::VARCHAR AS event_key, NULL::INTEGER AS version LIMIT 0"
+)
+
+
+def _sets(source: str, obj: str) -> str:
+    """One row per field each change of one object set (``changed_fields`` unnested)."""
+    return f"""(SELECT source, object, record_id, event_key, commit_timestamp,
+                       unnest(changed_fields) AS field
+                FROM change_events
+                WHERE source = {literal(source)} AND object = {literal(obj)})"""
+
+
+def _all_versions(open_t: str, closed_t: str) -> str:
+    return (
+        f"(SELECT * FROM {quote_ident(closed_t)}"
+        f" UNION ALL BY NAME SELECT * FROM {quote_ident(open_t)})"
+    )
+
+
 def _change_values_select(
     source: str, obj: str, open_t: str, closed_t: str, fields: list[str]
 ) -> str:
@@ -372,13 +383,33 @@ def _change_values_select(
         SELECT c.source, c.object, c.record_id, c.event_key, c.field,
                {field_value("c.field", "v", fields)} AS value,
                c.commit_timestamp
-        FROM (SELECT source, object, record_id, event_key, commit_timestamp,
-                     unnest(changed_fields) AS field
-              FROM change_events
-              WHERE source = {literal(source)} AND object = {literal(obj)}) c
-        JOIN (SELECT * FROM {quote_ident(closed_t)}
-              UNION ALL BY NAME SELECT * FROM {quote_ident(open_t)}) v
-        USING (record_id, event_key)"""
+        FROM {_sets(source, obj)} c
+        JOIN {_all_versions(open_t, closed_t)} v USING (record_id, event_key)"""
+
+
+def _field_history_select(
+    source: str, obj: str, open_t: str, closed_t: str, fields: list[str]
+) -> str:
+    """The field changes of one object: each set value against the version before its own.
+
+    A record's versions are numbered 1, 2, ... in commit order and each is its change
+    applied, so a change's old value is the field in version ``n - 1`` and its new value the
+    field in version ``n``. Deriving the rows here, rather than storing them, keeps them
+    right whenever late events make the fold derive versions again, and spares the writer
+    about six rows per event (as much as the rest of a batch together).
+    """
+    return f"""
+        SELECT * FROM (
+            SELECT c.object, c.record_id, c.field,
+                   {field_value("c.field", "p", fields)} AS old_value,
+                   {field_value("c.field", "v", fields)} AS new_value,
+                   v.valid_from AS changed_at, v.change_type, v.changed_by, c.source,
+                   c.event_key, v.version
+            FROM {_sets(source, obj)} c
+            JOIN {_all_versions(open_t, closed_t)} v USING (record_id, event_key)
+            LEFT JOIN {_all_versions(open_t, closed_t)} p
+              ON p.record_id = v.record_id AND p.version = v.version - 1)
+        WHERE old_value IS DISTINCT FROM new_value"""
 
 
 def field_value(name: str, row: str, fields: list[str]) -> str:

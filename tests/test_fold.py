@@ -18,7 +18,7 @@ from sf_sync import synth, warehouse
 from sf_sync.config import load_settings
 from sf_sync.decode import RAW_SCHEMA, decode_batch
 from sf_sync.ingest import store_batch
-from sf_sync.invariants import DUPLICATE_CHANGES, validity_breaks, violations
+from sf_sync.invariants import duplicate_changes, validity_breaks, violations
 from sf_sync.ranges import OffsetRange
 from tests.integration.history_compare import assert_same_history, stored_history
 
@@ -72,7 +72,7 @@ def test_batches_in_any_order_give_the_in_order_history(tmp_path: Path, seed: in
 
     con = warehouse.connect_history(tmp_path)
     assert_same_history(stored_history(con), synth.expected_history(events))
-    assert violations(con, DUPLICATE_CHANGES)[0] == 0
+    assert violations(con, duplicate_changes)[0] == 0
     assert violations(con, validity_breaks)[0] == 0
 
 

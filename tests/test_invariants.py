@@ -70,11 +70,20 @@ def test_duplicate_changes_are_found(con) -> None:
     con.execute(
         "INSERT INTO change_events VALUES " + "(" + ", ".join(["?"] * len(row)) + ")", list(row)
     )
-    assert invariants.violations(con, invariants.DUPLICATE_CHANGES)[0] == 0
+    assert invariants.violations(con, invariants.duplicate_changes)[0] == 0
     con.execute(
         "INSERT INTO change_events VALUES " + "(" + ", ".join(["?"] * len(row)) + ")", list(row)
     )
-    assert invariants.violations(con, invariants.DUPLICATE_CHANGES)[0] == 1
+    assert invariants.violations(con, invariants.duplicate_changes)[0] == 1
+
+
+def test_a_change_made_into_two_versions_is_a_duplicate(con) -> None:
+    """``field_history`` is a view over the versions: it would show such a change twice."""
+    _version(con, "a", 1, 1, 2, "closed")
+    assert invariants.violations(con, invariants.duplicate_changes)[0] == 0
+    _version(con, "a", 2, 2, None, "open")  # same event_key 'k' as version 1
+    count, sample = invariants.violations(con, invariants.duplicate_changes)
+    assert count == 1 and sample[0][2] == "a (versions)"
 
 
 def test_range_holes_and_overlaps_are_found(con) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from sf_sync import synth
-from sf_sync.invariants import DUPLICATE_CHANGES, RANGE_HOLES, validity_breaks, violations
+from sf_sync.invariants import RANGE_HOLES, duplicate_changes, validity_breaks, violations
 from tests.conftest import Project
 from tests.integration.history_compare import assert_same_history, stored_history
 
@@ -19,7 +19,7 @@ def test_stream_becomes_exact_history(project: Project) -> None:
     assert runs, "the sensor should have requested at least one run"
     con = project.history()
     assert_same_history(stored_history(con), synth.expected_history(events))
-    for rule in (DUPLICATE_CHANGES, RANGE_HOLES, validity_breaks):
+    for rule in (duplicate_changes, RANGE_HOLES, validity_breaks):
         assert violations(con, rule) == (0, [])
     # The analyst-facing views carry the flat field names.
     current = dict(con.execute("SELECT Id, BillingCity FROM account_current").fetchall())
