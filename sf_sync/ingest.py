@@ -22,8 +22,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from sf_sync import lake, warehouse
@@ -173,6 +175,7 @@ def _read_and_store(
     clock: dict[str, float],
 ) -> None:
     """Reads ``to_read`` batch by batch, storing each batch as soon as it is read."""
+    stats["orphans_removed"] += remove_lake_orphans(con, settings, to_read)
     planned = batches(to_read, settings.batch_messages)
     for batch, decoded in _prefetched(con, settings, planned, clock):
         crash_point("after_kafka_read")
@@ -284,14 +287,16 @@ def _prefetched(
 ) -> Iterator[tuple[list[OffsetRange], DecodedBatch]]:
     """Yields each batch of ranges decoded, reading and decoding the next batch meanwhile.
 
-    Storing batch n needs the warehouse as batch n-1 left it; reading and decoding batch n+1
-    need nothing of it. So a worker thread reads and decodes n+1 (librdkafka, pyarrow and a
-    second DuckDB connection, all releasing the GIL) while batch n is folded and written: on
-    two cores the two halves overlap. At most two batches are in memory. Nothing is stored
-    before its own read and decode have finished, so the exactly-once argument is unchanged;
-    a read error surfaces when its batch is due (the batches before it are stored, as they
-    would be without the prefetch). ``read_decode_wait`` in ``clock`` is the time spent
-    *waiting* for the worker, i.e. what the overlap did not hide.
+    Storing batch n needs the warehouse as batch n-1 left it; reading, decoding and writing
+    the lake files of batch n+1 need nothing of it. So a worker thread does those for n+1
+    (librdkafka, pyarrow and a second DuckDB connection, all releasing the GIL) while batch n
+    is folded and written: on two cores the two halves overlap. At most two batches are in
+    memory. Nothing is recorded in the warehouse before its own read, decode and lake files
+    have finished, so the exactly-once argument is unchanged (lake files of a batch never
+    stored are orphans, removed by the next run). A read error surfaces when its batch is
+    due (the batches before it are stored, as they would be without the prefetch).
+    ``read_decode_wait`` in ``clock`` is the time spent *waiting* for the worker, i.e. what
+    the overlap did not hide.
     """
     decoder = warehouse.cursor(con)  # its own temp tables; DuckDB runs both at once
 
@@ -302,7 +307,7 @@ def _prefetched(
             batch,
             stall_timeout_s=settings.read_stall_timeout_s,
         )
-        return decode_apart(decoder, raw, settings)
+        return decode_apart(decoder, raw, settings, batch)
 
     pending = iter(planned)
     try:
@@ -336,7 +341,7 @@ def _uncovered(con: duckdb.DuckDBPyConnection, ranges: Sequence[OffsetRange]) ->
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    """One batch decoded apart from the warehouse: its messages and the decoder's outputs.
+    """One batch decoded apart from the warehouse, its lake files written.
 
     ``tables`` are Arrow tables the store registers under their names (``DECODED_TABLES``),
     so the store's SQL reads them as the decoder's temp tables.
@@ -346,22 +351,25 @@ class DecodedBatch:
     tables: dict[str, pa.Table]
     isolated_by_bisection: int
     decoded_columnar: int
+    lake_files: tuple[Path, ...]
 
 
-#: What the store reads of a decode (``batch_event_dates`` dates every message for the lake).
-DECODED_TABLES = (
-    "batch_errors",
-    "batch_gaps",
-    "batch_changes",
-    "batch_fields",
-    "batch_event_dates",
-)
+#: What the store reads of a decode.
+DECODED_TABLES = ("batch_errors", "batch_gaps", "batch_changes", "batch_fields")
 
 
 def decode_apart(
-    decoder: duckdb.DuckDBPyConnection, raw: pa.Table, settings: Settings
+    decoder: duckdb.DuckDBPyConnection,
+    raw: pa.Table,
+    settings: Settings,
+    ranges: list[OffsetRange],
 ) -> DecodedBatch:
-    """Decodes ``raw`` on a connection of its own and hands the results over as Arrow."""
+    """Decodes ``raw`` on a connection of its own, writes its lake files (``ranges``, dated
+    by the decode) and hands the results over as Arrow.
+
+    Lake files before the warehouse commit that records their ranges: a crash in between
+    leaves orphans, which the next run removes before it reads (``remove_lake_orphans``).
+    """
     try:
         report = decode(decoder, raw, settings)
         decoder.execute(
@@ -376,6 +384,8 @@ def decode_apart(
                 FROM batch_decoded GROUP BY ALL) d USING (topic, kafka_partition, kafka_offset)
             """
         )
+        files = lake.write_ranges(decoder, settings.lake_dir, raw, ranges)
+        crash_point("after_lake_write")
         tables = {
             name: decoder.sql(f"SELECT * FROM {name}").to_arrow_table() for name in DECODED_TABLES
         }
@@ -387,7 +397,7 @@ def decode_apart(
             "SELECT table_name FROM duckdb_tables() WHERE temporary"
         ).fetchall():
             decoder.execute(f"DROP TABLE {warehouse.quote_ident(name)}")
-    return DecodedBatch(raw, tables, report.isolated, report.fast)
+    return DecodedBatch(raw, tables, report.isolated, report.fast, tuple(files))
 
 
 def store_batch(
@@ -398,12 +408,35 @@ def store_batch(
     run_id: str | None,
 ) -> dict[str, int]:
     """Decodes and stores one batch (the run pipelines the two: ``_prefetched``)."""
+    orphans = remove_lake_orphans(con, settings, ranges)
     decoder = warehouse.cursor(con)
     try:
-        decoded = decode_apart(decoder, raw, settings)
+        decoded = decode_apart(decoder, raw, settings, ranges)
     finally:
         decoder.close()
-    return store_decoded(con, settings, decoded, ranges, run_id)
+    return {**store_decoded(con, settings, decoded, ranges, run_id), "orphans_removed": orphans}
+
+
+def remove_lake_orphans(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ranges: Sequence[OffsetRange]
+) -> int:
+    """Deletes the lake files of these ranges' partitions that no committed batch recorded.
+
+    Called before a run (or a lone batch) writes lake files, never while its worker writes
+    them: every file it finds unrecorded then was left by a run that crashed before its
+    warehouse commit.
+    """
+    removed = 0
+    for topic, part in sorted({(r.topic, r.partition) for r in ranges}):
+        recorded = set(
+            con.execute(
+                "SELECT start_offset, end_offset FROM ingested_ranges"
+                " WHERE topic = ? AND kafka_partition = ?",
+                [topic, part],
+            ).fetchall()
+        )
+        removed += lake.remove_orphans(settings.lake_dir, topic, part, recorded)
+    return removed
 
 
 def store_decoded(
@@ -413,13 +446,18 @@ def store_decoded(
     ranges: list[OffsetRange],
     run_id: str | None,
 ) -> dict[str, int]:
-    """Stores one decoded batch: lake files, then one warehouse transaction (see module doc)."""
-    for name, table in decoded.tables.items():
+    """Stores one decoded batch (lake files written) in one warehouse transaction."""
+    tables = dict(decoded.tables)
+    changes = tables["batch_changes"]  # numbered, for ``_new_changes``
+    tables["batch_changes"] = changes.append_column(
+        "row", pa.array(np.arange(changes.num_rows, dtype=np.int64))
+    )
+    for name, table in tables.items():
         con.register(name, table)
     try:
-        return _store_decoded(con, settings, decoded, ranges, run_id)
+        return _store_decoded(con, settings, decoded, tables["batch_changes"], ranges, run_id)
     finally:
-        for name in decoded.tables:
+        for name in (*tables, "new_changes"):
             con.unregister(name)
 
 
@@ -427,27 +465,15 @@ def _store_decoded(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     decoded: DecodedBatch,
+    changes: pa.Table,
     ranges: list[OffsetRange],
     run_id: str | None,
 ) -> dict[str, int]:
     now = datetime.now(UTC)
     raw = decoded.raw
-    orphans = 0
-    for topic, part in sorted({(r.topic, r.partition) for r in ranges}):
-        recorded = set(
-            con.execute(
-                "SELECT start_offset, end_offset FROM ingested_ranges"
-                " WHERE topic = ? AND kafka_partition = ?",
-                [topic, part],
-            ).fetchall()
-        )
-        orphans += lake.remove_orphans(settings.lake_dir, topic, part, recorded)
-    files = lake.write_ranges(con, settings.lake_dir, raw, ranges)
-    crash_point("after_lake_write")
-
     con.execute("BEGIN TRANSACTION")
     try:
-        counts = _insert_batch(con, now)
+        counts = _insert_batch(con, changes, now)
         fold = fold_new_changes(con)
         con.executemany(
             "INSERT INTO ingested_ranges VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -464,8 +490,7 @@ def _store_decoded(
         raise
     return dict(
         messages=raw.num_rows,
-        lake_files=len(files),
-        orphans_removed=orphans,
+        lake_files=len(decoded.lake_files),
         versions=fold.versions,
         field_changes=fold.field_changes,
         late_records=fold.late_records,
@@ -475,13 +500,10 @@ def _store_decoded(
     )
 
 
-def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, int]:
-    """Adds dead letters, gaps and new change rows; duplicates of stored rows are skipped.
-
-    A duplicate of a change carries the same commit time, so the anti-join only needs the
-    stored rows inside the batch's commit-time window, which DuckDB's zone maps prune to a
-    few row groups: the cost follows the batch, not the history.
-    """
+def _insert_batch(
+    con: duckdb.DuckDBPyConnection, changes: pa.Table, now: datetime
+) -> dict[str, int]:
+    """Adds dead letters, gaps and new change rows (registered as ``new_changes``)."""
     con.execute(
         """
         INSERT INTO dead_letters
@@ -508,26 +530,9 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
     (gaps,) = con.execute(
         "SELECT count(DISTINCT event_key || coalesce(record_id, '*') || gap_type) FROM batch_gaps"
     ).fetchone()
-    lo, hi, total = con.execute(
-        "SELECT min(commit_timestamp), max(commit_timestamp), count(*) FROM batch_changes"
-    ).fetchone()
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE new_changes AS
-        WITH uniq AS (
-            SELECT * FROM batch_changes
-            QUALIFY row_number() OVER (PARTITION BY source, event_key, record_id
-                                       ORDER BY topic, kafka_partition, kafka_offset) = 1)
-        SELECT u.*, $now AS ingested_at,
-               {'ts': u.commit_timestamp, 'tx': u.transaction_key, 'seq': u.sequence_number,
-                'topic': u.topic, 'part': u.kafka_partition, 'off': u.kafka_offset} AS ord
-        FROM uniq u ANTI JOIN (
-            SELECT source, event_key, record_id FROM change_events
-            WHERE commit_timestamp BETWEEN $lo AND $hi) c USING (source, event_key, record_id)
-        """,
-        {"now": now, "lo": lo, "hi": hi},
-    )
-    con.execute("INSERT INTO change_events BY NAME SELECT * EXCLUDE (ev) FROM new_changes")
+    new = _new_changes(con, changes, now)
+    con.register("new_changes", new)
+    con.execute("INSERT INTO change_events BY NAME SELECT * EXCLUDE (ev, row) FROM new_changes")
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE new_values AS
@@ -535,10 +540,51 @@ def _insert_batch(con: duckdb.DuckDBPyConnection, now: datetime) -> dict[str, in
         FROM new_changes n JOIN batch_fields f USING (ev)
         """
     )
-    (new,) = con.execute("SELECT count(*) FROM new_changes").fetchone()
     return {
         "dead_letters": dead,
         "gaps": gaps,
-        "new_changes": new,
-        "duplicate_changes": total - new,
+        "new_changes": new.num_rows,
+        "duplicate_changes": changes.num_rows - new.num_rows,
     }
+
+
+def _new_changes(con: duckdb.DuckDBPyConnection, changes: pa.Table, now: datetime) -> pa.Table:
+    """The batch's change rows (``changes``, registered as ``batch_changes``) not stored yet.
+
+    Of the copies of one change inside the batch the first read is kept; a copy of a stored
+    change carries the same commit time, so the anti-join only needs the stored rows inside
+    the batch's commit-time window, which DuckDB's zone maps prune to a few row groups: the
+    cost follows the batch, not the history. Only row numbers come out of DuckDB; the rows
+    themselves are taken from the Arrow table (copying them into a temp table cost more than
+    the deduplication itself).
+    """
+    lo, hi = con.execute(
+        "SELECT min(commit_timestamp), max(commit_timestamp) FROM batch_changes"
+    ).fetchone()
+    rows = con.execute(
+        """
+        SELECT u.row FROM (
+            SELECT source, event_key, record_id,
+                   arg_min(row, (topic, kafka_partition, kafka_offset)) AS row
+            FROM batch_changes GROUP BY ALL) u
+        ANTI JOIN (
+            SELECT source, event_key, record_id FROM change_events
+            WHERE commit_timestamp BETWEEN $lo AND $hi) c USING (source, event_key, record_id)
+        ORDER BY u.row
+        """,
+        {"lo": lo, "hi": hi},
+    ).fetchnumpy()["row"]
+    new = changes.take(pa.array(rows, pa.int64()))
+    ord_parts = {
+        "ts": "commit_timestamp",
+        "tx": "transaction_key",
+        "seq": "sequence_number",
+        "topic": "topic",
+        "part": "kafka_partition",
+        "off": "kafka_offset",
+    }
+    ord_ = pa.StructArray.from_arrays(
+        [new[column].combine_chunks() for column in ord_parts.values()], names=list(ord_parts)
+    )
+    ingested_at = pa.array([now] * new.num_rows, pa.timestamp("us", tz="UTC"))
+    return new.append_column("ingested_at", ingested_at).append_column("ord", ord_)

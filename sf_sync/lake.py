@@ -91,12 +91,12 @@ def write_ranges(
             tmp = folder / f".{final.name}.{os.getpid()}.tmp"
             selected = in_range
             if len(dates) > 1:  # the usual range holds one date and needs no lookup
-                (dated,) = con.execute(
+                ((dated,),) = con.execute(  # fetchall: leaves no result open
                     """SELECT list(kafka_offset) FROM batch_event_dates
                        WHERE topic = ? AND kafka_partition = ? AND event_date = ?
                          AND kafka_offset >= ? AND kafka_offset < ?""",
                     [r.topic, r.partition, day, r.start, r.end],
-                ).fetchone()
+                ).fetchall()
                 selected = pc.and_(in_range, pc.is_in(offsets, pa.array(dated, pa.int64())))
             rows = raw.filter(selected)
             rows = rows.take(pc.sort_indices(rows, [("kafka_offset", "ascending")]))
