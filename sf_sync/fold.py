@@ -11,8 +11,8 @@ Each object's versions live in wide tables (one column per field, see ``warehous
 picks the base and the replay and writes the result; the states themselves are derived over
 Arrow arrays (``derive``).
 
-Input: temp tables ``new_changes`` (rows just added to ``change_events``) and ``new_values``
-(the values those changes set, one row per field).
+Input: ``new_changes`` (rows just added to ``change_events``, with ``ev``, the number of their
+event in the batch) and ``batch_fields`` (what each event set: ``ev``, ``field``, ``value``).
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
     new_fields = [
         f
         for (f,) in con.execute(
-            "SELECT DISTINCT field FROM new_values WHERE source = $source AND object = $object"
-            " ORDER BY field",
+            "SELECT DISTINCT field FROM batch_fields WHERE ev IN (SELECT ev FROM new_changes"
+            " WHERE source = $source AND object = $object) ORDER BY field",
             key,
         ).fetchall()
     ]
@@ -114,12 +114,7 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
             f" WHERE source = {literal(source)} AND object = {literal(obj)}"
             f" AND change_type IN {_DATA_CHANGES}"
         )
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW fold_values AS SELECT record_id, field, value,"
-            f" event_key FROM new_values WHERE source = {literal(source)}"
-            f" AND object = {literal(obj)}"
-        )
-    derived = _derive(con, fields)
+    derived = _derive(con, fields, late=bool(late))
     _write(con, open_t, closed_t, late=bool(late))
     return FoldStats(records, late, derived.versions.num_rows, derived.field_changes)
 
@@ -151,10 +146,13 @@ def _prepare_late(
         " SELECT o.* FROM fold_open o ANTI JOIN fold_late USING (record_id)"
         " UNION ALL BY NAME SELECT * FROM fold_late_base"
     )
+    # The batch's own changes among them keep their ``ev`` (their values are in the batch).
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_late_changes AS
-        SELECT c.* FROM change_events c JOIN fold_late l USING (record_id)
+        SELECT c.*, n.ev FROM change_events c JOIN fold_late l USING (record_id)
+        LEFT JOIN (SELECT record_id, event_key, ev FROM new_changes
+                   WHERE source = $source AND object = $object) n USING (record_id, event_key)
         WHERE c.source = $source AND c.object = $object AND c.commit_timestamp >= $ts
           AND c.ord >= l.min_ord AND c.change_type IN {_DATA_CHANGES}
         """,
@@ -169,21 +167,15 @@ def _prepare_late(
         SELECT * FROM fold_late_changes
         """
     )
-    # The values of exactly the replayed changes (a change is one record and event_key):
-    # the batch's own from new_values, the stored ones from the versions they made; the
-    # commit time only lets DuckDB skip the row groups of older versions.
+    # The values of the stored changes replayed (a change is one record and event_key; the
+    # batch's own are read by ``ev``), from the versions they made; the commit time only
+    # lets DuckDB skip the row groups of older versions.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP VIEW fold_values AS
-        SELECT n.record_id, n.field, n.value, n.event_key FROM new_values n
-        WHERE n.source = {source} AND n.object = {obj}
-        UNION ALL
+        CREATE OR REPLACE TEMP VIEW fold_stored_values AS
         SELECT s.record_id, s.field, {field_value("s.field", "v", fields)} AS value, s.event_key
         FROM (SELECT c.record_id, c.event_key, unnest(c.changed_fields) AS field
-              FROM fold_late_changes c
-              ANTI JOIN (SELECT record_id, event_key FROM new_changes
-                         WHERE source = {source} AND object = {obj}) n
-              USING (record_id, event_key)) s
+              FROM fold_late_changes c WHERE c.ev IS NULL) s
         JOIN (SELECT v.* FROM {closed_t} v SEMI JOIN fold_late USING (record_id)
               WHERE v.valid_from >= {since}
               UNION ALL BY NAME
@@ -193,12 +185,14 @@ def _prepare_late(
     )
 
 
-def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
+def _derive(con: duckdb.DuckDBPyConnection, fields: list[str], *, late: bool) -> Derived:
     """Derives ``fold_versions`` from the base and the replay.
 
     SQL sorts the replay into versions (by record, then commit order) and ties each value to
-    its change's row; the arithmetic is ``derive.derive`` over Arrow arrays. Its results are
-    registered under the names ``_write`` reads (and unregistered by ``fold_new_changes``).
+    its change's row: the batch's by ``ev``, and with ``late`` also the stored changes'
+    (``fold_stored_values``); the arithmetic is ``derive.derive`` over Arrow arrays. Its
+    results are registered under the names ``_write`` reads (and unregistered by
+    ``fold_new_changes``).
     """
     base = con.sql("SELECT * FROM fold_base").to_arrow_table()
     con.register(
@@ -208,7 +202,7 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
     replay = con.sql(
         """
         SELECT r.record_id, r.commit_timestamp, r.change_type, r.event_key, r.commit_user,
-            r.salesforce_id, r.ord, coalesce(b.base_row, -1) AS base_row
+            r.salesforce_id, r.ord, r.ev, coalesce(b.base_row, -1) AS base_row
         FROM fold_replay r LEFT JOIN fold_base_rows b USING (record_id)
         ORDER BY r.record_id, r.ord
         """
@@ -220,13 +214,18 @@ def _derive(con: duckdb.DuckDBPyConnection, fields: list[str]) -> Derived:
             {
                 "record_id": replay["record_id"],
                 "event_key": replay["event_key"],
+                "ev": replay["ev"],
                 "row": np.arange(replay.num_rows),
             }
         ),
     )
-    values = con.sql(
-        "SELECT s.row, v.field, v.value FROM fold_values v"
+    stored = (
+        " UNION ALL SELECT s.row, v.field, v.value FROM fold_stored_values v"
         " JOIN fold_seq s USING (record_id, event_key)"
+    )
+    values = con.sql(
+        "SELECT s.row, f.field, f.value FROM fold_seq s JOIN batch_fields f USING (ev)"
+        + (stored if late else "")
     ).to_arrow_table()
     derived = derive(base, replay, values, fields)
     con.register("fold_versions", derived.versions)

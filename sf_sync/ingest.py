@@ -533,13 +533,6 @@ def _insert_batch(
     new = _new_changes(con, changes, now)
     con.register("new_changes", new)
     con.execute("INSERT INTO change_events BY NAME SELECT * EXCLUDE (ev, row) FROM new_changes")
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE new_values AS
-        SELECT n.source, n.object, n.record_id, n.event_key, f.field, f.value
-        FROM new_changes n JOIN batch_fields f USING (ev)
-        """
-    )
     return {
         "dead_letters": dead,
         "gaps": gaps,
