@@ -133,13 +133,17 @@ def _prepare_late(
     # Views (as in the usual path) cannot take parameters: the same values as literals.
     source, obj = literal(key["source"]), literal(key["object"])
     since = f"{literal(min_late_ts.isoformat())}::TIMESTAMPTZ"
+    # A late record's base is the closed version its late change falls in: the one after it
+    # starts at or after the change, so the base ends (``valid_to``) no earlier than the
+    # earliest late change, which lets DuckDB skip the row groups of older versions.
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE fold_late_base AS
         SELECT v.* FROM {closed_t} v JOIN fold_late l USING (record_id)
-        WHERE v.ord < l.min_ord
+        WHERE v.ord < l.min_ord AND v.valid_to >= $ts
         QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY v.ord DESC) = 1
-        """
+        """,
+        {"ts": min_late_ts},
     )
     con.execute(
         "CREATE OR REPLACE TEMP VIEW fold_base AS"

@@ -130,13 +130,44 @@ def advance(cursor: Cursor, ranges: Iterable[OffsetRange]) -> Cursor:
 
 
 def batches(ranges: Iterable[OffsetRange], budget: int) -> list[list[OffsetRange]]:
-    """Packs ranges, cut where needed, into batches of at most ``budget`` messages each.
+    """Cuts ranges into batches of at most ``budget`` messages, each a slice of every range.
 
     Bounds a run's memory whatever its ranges: each batch is read, decoded and committed
-    before the next is read.
+    before the next is read. Batch ``i`` of ``k`` holds the ``i``-th ``k``-th of *each* range,
+    not the next ``budget`` offsets of the first: a run's ranges cover the same stretch of time
+    in every partition, so a batch then holds the changes of one stretch of time. Read
+    partition after partition instead, a record whose events sit in two partitions (an event
+    listing several records is keyed by the first) meets its changes from the second
+    partition after versions from far later, and each of them sends the fold down its
+    late-event path, re-deriving versions. With more ranges than ``budget`` (a slice per range
+    would not fit) the ranges are packed one after the other.
     """
     if budget <= 0:
         raise ValueError("budget must be positive")
+    ranges = [r for r in ranges if r.size > 0]
+    total = sum(r.size for r in ranges)
+    if total == 0:
+        return []
+    if len(ranges) > budget:
+        return _packed(ranges, budget)
+    k = -(-total // budget)
+    while True:  # rounding can put up to len(ranges) more than total/k in one batch
+        cuts = [[r.start + r.size * i // k for i in range(k + 1)] for r in ranges]
+        out = [
+            [
+                OffsetRange(r.topic, r.partition, c[i], c[i + 1])
+                for r, c in zip(ranges, cuts, strict=True)
+                if c[i + 1] > c[i]
+            ]
+            for i in range(k)
+        ]
+        if max(sum(r.size for r in b) for b in out) <= budget:
+            return out
+        k += 1
+
+
+def _packed(ranges: list[OffsetRange], budget: int) -> list[list[OffsetRange]]:
+    """Ranges one after the other, cut where needed, ``budget`` messages per batch."""
     out: list[list[OffsetRange]] = []
     current: list[OffsetRange] = []
     room = budget

@@ -85,12 +85,44 @@ def test_cursor_round_trip_and_advance_never_goes_back() -> None:
     assert decode_cursor(None) == {}
 
 
-def test_batches_cut_ranges_to_the_budget_and_cover_them_exactly() -> None:
+def assert_exact_cover(ranges: list[OffsetRange], out: list[list[OffsetRange]]) -> None:
+    """Every offset of ``ranges`` in exactly one batch, in order within each partition."""
+    for r in ranges:
+        parts = [p for b in out for p in b if (p.topic, p.partition) == (r.topic, r.partition)]
+        if r.size == 0:
+            assert parts == []
+            continue
+        assert [p.start for p in parts] == [r.start] + [p.end for p in parts[:-1]]
+        assert parts[-1].end == r.end
+
+
+def test_batches_take_a_slice_of_every_range_within_the_budget() -> None:
     from sf_sync.ranges import batches
 
     ranges = [OffsetRange("a", 0, 0, 250), OffsetRange("a", 1, 10, 60), OffsetRange("b", 0, 5, 5)]
     out = batches(ranges, 100)
-    assert [sum(r.size for r in b) for b in out] == [100, 100, 100]
-    flat = [r for b in out for r in b]
-    assert sum(r.size for r in flat) == 300
-    assert flat[2] == OffsetRange("a", 0, 200, 250) and flat[3] == OffsetRange("a", 1, 10, 60)
+    assert all(sum(r.size for r in b) <= 100 for b in out)
+    assert_exact_cover(ranges, out)
+    assert len(out) == 4  # three would need 100 exactly in each; the cuts round
+    # Each batch holds the same share of both partitions (the empty range holds none).
+    assert [[(r.partition, r.size) for r in b] for b in out] == [
+        [(0, 62), (1, 12)],
+        [(0, 63), (1, 13)],
+        [(0, 62), (1, 12)],
+        [(0, 63), (1, 13)],
+    ]
+
+
+def test_batches_pack_ranges_when_there_are_more_ranges_than_budget() -> None:
+    from sf_sync.ranges import batches
+
+    ranges = [OffsetRange("a", p, 0, 3) for p in range(5)]
+    out = batches(ranges, 4)
+    assert [sum(r.size for r in b) for b in out] == [4, 4, 4, 3]
+    assert_exact_cover(ranges, out)
+
+
+def test_batches_of_nothing_are_none() -> None:
+    from sf_sync.ranges import batches
+
+    assert batches([OffsetRange("a", 0, 7, 7)], 10) == []
