@@ -247,7 +247,7 @@ def _write(con: duckdb.DuckDBPyConnection, open_t: str, closed_t: str, *, late: 
                                      WHERE b.record_id = l.record_id), l.min_ord)
             """
         )
-    con.execute(f"DELETE FROM {open_t} WHERE rowid IN (SELECT open_row FROM fold_open_rows)")
+    con.execute(f"DELETE FROM {open_t} o USING fold_affected a WHERE o.record_id = a.record_id")
     con.execute(
         f"""
         INSERT INTO {closed_t} BY NAME
