@@ -127,10 +127,12 @@ SESSION_SETTINGS = "SET TimeZone = 'UTC'"
 #: writes"); a smaller append is serialised into the WAL at commit and compressed again by the
 #: next checkpoint. A batch appends about ``batch_messages`` rows to each table, below the
 #: default of 122,880, so every batch went through the WAL: ~1.6 KB per event, 0.4-0.6 s of
-#: each 50,000-event commit, ~4 s of checkpoint at the end of a 400,000-event run. With 16,384,
-#: a batch is written once, compressed, and its commit costs ~0.05 s. (Smaller row groups
-#: also give the zone maps a finer grain.)
-ROW_GROUP_SIZE = 16_384
+#: each 50,000-event commit, ~4 s of checkpoint at the end of a 400,000-event run. With
+#: 32,768, a default batch is written once, compressed, and its commit costs ~0.05 s. (16,384
+#: was as fast, but a small batch replacing rows spread over a large open table then had
+#: twice as many row groups to rewrite at the checkpoint: history growth ratio 1.47-1.74,
+#: against 1.16-1.26 with 32,768; see docs/performance.md.)
+ROW_GROUP_SIZE = 32_768
 
 #: Names DuckDB reserves for its own catalogs: a file named so is attached under another name.
 _RESERVED_CATALOGS = frozenset({"memory", "temp", "system", "main"})
