@@ -3,8 +3,9 @@
 Files are named after the exact offset range they hold, ``p<partition>-<start>-<end>.parquet``,
 and written atomically (temporary file, then rename), so re-running a range rewrites the same
 file with the same content. A file left by a run that crashed before its warehouse commit is an
-*orphan*: its range is not in ``ingested_ranges``; the next writer of that partition deletes it
-before writing, so the lake never holds an offset twice.
+*orphan*: its range is not in ``ingested_ranges``; the next run deletes the orphans of its
+partitions before it reads (``ingest.remove_lake_orphans``), so the lake never holds an offset
+twice once that run is done.
 """
 
 from __future__ import annotations
