@@ -32,6 +32,9 @@ def _twin_config(project: Project, name: str) -> Path:
     config["home"] = f"state-{name}"
     config["kafka"]["group_id"] = f"{config['kafka']['group_id']}-{name}"
     config["kafka"]["max_range_messages"] = 150  # many small runs: many places to die
+    # Several batches per run, so the worker reads, decodes and writes the lake files of the
+    # next batch while one is stored: kills land in both threads.
+    config["kafka"]["batch_messages"] = 40
     path = project.root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
