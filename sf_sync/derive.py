@@ -1,4 +1,4 @@
-"""Derives SCD2 versions and field changes from a base state and a replay of changes, in arrays.
+"""Derives SCD2 versions from a base state and a replay of changes, in arrays.
 
 This is the arithmetic of the fold (``fold.py`` decides *what* to replay and writes the result).
 It used to be SQL, one ``last_value(... IGNORE NULLS)`` window per field; the same result comes
@@ -46,7 +46,8 @@ class Derived:
 
 
 def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]) -> Derived:
-    """The versions and field changes the replayed changes make on top of their bases.
+    """The versions the replayed changes make on top of their bases, and how many of their
+    sets changed a value (``field_history``, a view, shows those rows).
 
     ``base`` holds the version each record starts from (``version``, ``is_deleted``,
     ``salesforce_id`` and one column per field); ``replay`` is described by
@@ -107,9 +108,7 @@ def derive(base: pa.Table, replay: pa.Table, values: pa.Table, fields: list[str]
         pool = pa.concat_arrays([set_values, base_values])
         position = np.full(n, -1, dtype=np.int64)
         position[set_rows] = np.arange(len(set_rows))
-        mask = np.zeros(n, dtype=bool)
-        mask[set_rows] = True
-        last = _last_set(mask, rows)
+        last = _last_set(position >= 0, rows)
         own = last >= start
         state_index = np.where(own, position[np.maximum(last, 0)], len(set_values) + rows)
         versions[field] = pool.take(pa.array(state_index))

@@ -579,5 +579,5 @@ def _new_changes(con: duckdb.DuckDBPyConnection, changes: pa.Table, now: datetim
     ord_ = pa.StructArray.from_arrays(
         [new[column].combine_chunks() for column in ord_parts.values()], names=list(ord_parts)
     )
-    ingested_at = pa.array([now] * new.num_rows, pa.timestamp("us", tz="UTC"))
+    ingested_at = pa.repeat(pa.scalar(now, pa.timestamp("us", tz="UTC")), new.num_rows)
     return new.append_column("ingested_at", ingested_at).append_column("ord", ord_)
