@@ -6,7 +6,7 @@ It asks the broker for end offsets only, hands out ``[start, end)`` ranges per p
 
 import dagster as dg
 
-from assets.history import ingest_kafka_ranges
+from assets.history import RUN_CHECKS, ingest_kafka_ranges
 from sf_sync.kafka.client import BrokerUnavailable
 from sf_sync.planning import RunPlan, plan_runs
 from sf_sync.ranges import decode_cursor, encode_cursor
@@ -17,7 +17,9 @@ UNREACHABLE = "Kafka unreachable"
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.assets(ingest_kafka_ranges),
+    # The run's own checks (over what it wrote), not the whole-history ones (a daily job).
+    selection=dg.AssetSelection.assets(ingest_kafka_ranges).without_checks()
+    | dg.AssetSelection.checks(*(spec.key for spec in RUN_CHECKS)),
     description="Ingest exact Kafka offset ranges into the change history.",
 )
 

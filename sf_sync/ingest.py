@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from sf_sync import lake, warehouse
+from sf_sync import invariants, lake, warehouse
 from sf_sync.config import Settings
 from sf_sync.decode import RAW_VIEW, decode
 from sf_sync.fold import fold_new_changes
@@ -69,6 +69,8 @@ class IngestReport:
     orphans_removed: int = 0
     isolated_by_bisection: int = 0
     decoded_columnar: int = 0  # messages the columnar fast path decoded (the rest: SQL)
+    #: Each of ``invariants.RUN_RULES`` over what the run wrote: (violations, a sample).
+    checks: dict[str, tuple[int, list]] = field(default_factory=dict)
     committed: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -114,6 +116,7 @@ def ingest_ranges(
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     stats: Counter[str] = Counter()
+    batch_times: list[datetime] = []  # when each batch was committed: what the run wrote
     with warehouse.writer(
         settings.home, publish=True, memory_limit=settings.duckdb_memory_limit
     ) as con:
@@ -133,7 +136,7 @@ def ingest_ranges(
             stats["gaps"] += record_retention_losses(con, settings, gone, datetime.now(UTC))
             deleted += gone
             try:
-                _read_and_store(con, settings, retained, run_id, stats, clock)
+                _read_and_store(con, settings, retained, run_id, stats, clock, batch_times)
                 break
             except RangeUnavailable as exc:  # deleted while read: look again, read the rest
                 failure = exc
@@ -143,6 +146,7 @@ def ingest_ranges(
                 f"retention kept deleting offsets while they were read: after {READ_ATTEMPTS}"
                 f" reads, {_listed(pending)} are still left ({failure})"
             ) from failure
+        checks = check_written(con, batch_times, clock)
         crash_point("before_publish")
     crash_point("before_offset_commit")
     committed: dict[str, int] = {}
@@ -162,8 +166,27 @@ def ingest_ranges(
         lost=tuple(deleted),
         committed=committed,
         seconds=clock,
+        checks=checks,
         **stats,
     )
+
+
+def check_written(
+    con: duckdb.DuckDBPyConnection, batch_times: Sequence[datetime], clock: dict[str, float]
+) -> dict[str, tuple[int, list]]:
+    """Checks the invariants over what the batches committed at ``batch_times`` wrote.
+
+    Before the analysts' copy is published, on the writer's connection: the run's Dagster
+    asset checks report these results, about exactly the rows the run wrote.
+    """
+    t0 = time.perf_counter()
+    written = invariants.Written.of(con, batch_times)
+    checks = {
+        name: invariants.violations(con, rule, written=written)
+        for name, rule in invariants.RUN_RULES.items()
+    }
+    clock["checks"] = time.perf_counter() - t0
+    return checks
 
 
 def _read_and_store(
@@ -173,14 +196,18 @@ def _read_and_store(
     run_id: str | None,
     stats: Counter[str],
     clock: dict[str, float],
+    batch_times: list[datetime],
 ) -> None:
-    """Reads ``to_read`` batch by batch, storing each batch as soon as it is read."""
+    """Reads ``to_read`` batch by batch, storing each batch as soon as it is read; adds the
+    time each batch is committed at (its rows' ``ingested_at``) to ``batch_times``."""
     stats["orphans_removed"] += remove_lake_orphans(con, settings, to_read)
     planned = batches(to_read, settings.batch_messages)
     for batch, decoded in _prefetched(con, settings, planned, clock):
         crash_point("after_kafka_read")
         t_store = time.perf_counter()
-        stats.update(store_decoded(con, settings, decoded, batch, run_id))
+        now = datetime.now(UTC)
+        stats.update(store_decoded(con, settings, decoded, batch, run_id, now=now))
+        batch_times.append(now)
         clock["store"] = clock.get("store", 0.0) + time.perf_counter() - t_store
 
 
@@ -445,17 +472,22 @@ def store_decoded(
     decoded: DecodedBatch,
     ranges: list[OffsetRange],
     run_id: str | None,
+    *,
+    now: datetime | None = None,
 ) -> dict[str, int]:
-    """Stores one decoded batch (lake files written) in one warehouse transaction."""
+    """Stores one decoded batch (lake files written) in one warehouse transaction; its rows'
+    ``ingested_at`` is ``now`` (the time of the call if not given)."""
     tables = dict(decoded.tables)
-    changes = tables["batch_changes"]  # numbered, for ``_new_changes``
-    tables["batch_changes"] = changes.append_column(
-        "row", pa.array(np.arange(changes.num_rows, dtype=np.int64))
+    unnumbered = tables["batch_changes"]
+    changes = unnumbered.append_column(  # numbered, for ``_new_changes``
+        "row", pa.array(np.arange(unnumbered.num_rows, dtype=np.int64))
     )
+    tables["batch_changes"] = changes
     for name, table in tables.items():
         con.register(name, table)
     try:
-        return _store_decoded(con, settings, decoded, tables["batch_changes"], ranges, run_id)
+        now = now or datetime.now(UTC)
+        return _store_decoded(con, settings, decoded, changes, ranges, run_id, now)
     finally:
         for name in (*tables, "new_changes"):
             con.unregister(name)
@@ -468,8 +500,8 @@ def _store_decoded(
     changes: pa.Table,
     ranges: list[OffsetRange],
     run_id: str | None,
+    now: datetime,
 ) -> dict[str, int]:
-    now = datetime.now(UTC)
     raw = decoded.raw
     con.execute("BEGIN TRANSACTION")
     try:

@@ -18,7 +18,7 @@ from sf_sync import synth, warehouse
 from sf_sync.config import load_settings
 from sf_sync.decode import RAW_SCHEMA, decode_batch
 from sf_sync.ingest import store_batch
-from sf_sync.invariants import duplicate_changes, validity_breaks, violations
+from sf_sync.invariants import RUN_RULES, Written, duplicate_changes, validity_breaks, violations
 from sf_sync.ranges import OffsetRange
 from tests.integration.history_compare import assert_same_history, stored_history
 
@@ -51,6 +51,11 @@ def deliver(home: Path, batches: list[list[bytes]]) -> None:
             stats = store_batch(
                 con, settings, table, [OffsetRange(TOPIC, 0, offset, offset + n)], None
             )
+            # What a run checks over what it wrote holds after every batch, late ones too.
+            (batch_time,) = con.execute("SELECT max(ingested_at) FROM ingested_ranges").fetchone()
+            written = Written.of(con, [batch_time])
+            for name, rule in RUN_RULES.items():
+                assert violations(con, rule, written=written) == (0, []), name
         # One-line CometD JSON without doubles: every message takes the columnar fast path.
         assert stats["decoded_columnar"] == n
         offset += n

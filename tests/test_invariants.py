@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from sf_sync import invariants, warehouse
+from sf_sync import invariants, synth, warehouse
+from sf_sync.config import load_settings
+from sf_sync.ingest import store_batch
+from sf_sync.ranges import OffsetRange
+from tests.test_fold import TOPIC, deliverable
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -125,3 +131,57 @@ def test_recorded_retention_losses_count_as_covered_offsets(con) -> None:
     loss(28, 35)  # a loss inside stored offsets is an overlap
     count, sample = invariants.violations(con, invariants.RANGE_HOLES)
     assert (count, sample[0][2:]) == (1, (30, 28, "overlap"))
+
+
+def _deliver(home: Path, values: list[bytes], offset: int) -> invariants.Written:
+    """Stores one batch as a run would; returns what it wrote."""
+    settings = replace(load_settings(), home=home)
+    r = OffsetRange(TOPIC, 0, offset, offset + len(values))
+    with warehouse.writer(home) as con:
+        store_batch(con, settings, deliverable(values, offset), [r], None)
+        (batch_time,) = con.execute("SELECT max(ingested_at) FROM ingested_ranges").fetchone()
+        return invariants.Written.of(con, [batch_time])
+
+
+def test_a_run_checks_the_rows_it_wrote_and_not_older_ones(tmp_path: Path) -> None:
+    events = synth.generate(seed=5, records=4, events=40)
+    values = [v for _, v in synth.messages(events)]
+    first = _deliver(tmp_path, values[:20], 0)
+    second = _deliver(tmp_path, values[20:], 20)
+    con = warehouse.connect(tmp_path / "warehouse.duckdb")
+    for rule in invariants.RUN_RULES.values():
+        for scope in (None, first, second):
+            assert invariants.violations(con, rule, written=scope) == (0, [])
+
+    # A copy of a change of the first batch: the whole history and the first run see it.
+    con.execute(
+        "INSERT INTO change_events SELECT * FROM change_events"
+        " WHERE ingested_at = ? ORDER BY kafka_offset LIMIT 1",
+        [first.batches[0]],
+    )
+    rule = invariants.duplicate_changes
+    assert invariants.violations(con, rule)[0] == 1
+    assert invariants.violations(con, rule, written=first)[0] == 1
+    assert invariants.violations(con, rule, written=second)[0] == 0
+
+    # A version the second batch closed now overlaps the next one: that run sees it.
+    (closed_t,) = con.execute("SELECT closed_table FROM version_tables").fetchone()
+    (record,) = con.execute(
+        f"SELECT record_id FROM {closed_t} WHERE valid_to >= ? ORDER BY valid_to DESC LIMIT 1",
+        [second.lo],
+    ).fetchone()
+    con.execute(
+        f"UPDATE {closed_t} SET valid_to = valid_to + INTERVAL 1 SECOND"
+        " WHERE record_id = ? AND valid_to >= ?",
+        [record, second.lo],
+    )
+    rule = invariants.validity_breaks
+    whole = invariants.violations(con, rule)[0]
+    assert whole > 0
+    assert invariants.violations(con, rule, written=second)[0] == whole
+
+
+def test_a_run_that_wrote_nothing_has_nothing_to_break(con) -> None:
+    nothing = invariants.Written.of(con, [])
+    for rule in invariants.RUN_RULES.values():
+        assert invariants.violations(con, rule, written=nothing) == (0, [])

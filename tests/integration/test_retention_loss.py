@@ -244,8 +244,8 @@ def _deleting_while_storing(
     store = ingest.store_decoded
     deleted_to: list[int] = []
 
-    def store_then_delete(con, settings, decoded, ranges, run_id):
-        counts = store(con, settings, decoded, ranges, run_id)
+    def store_then_delete(con, settings, decoded, ranges, run_id, **kwargs):
+        counts = store(con, settings, decoded, ranges, run_id, **kwargs)
         target = min(max(r.end for r in ranges) + ahead, last)
         if target > (deleted_to[-1] if deleted_to else 0):
             _delete_before(project, project.account_topic, 0, target)
