@@ -8,7 +8,9 @@ the batch, then times ``store_batch`` (decode + dedupe + fold + write, in one tr
 the run's path minus Kafka) plus the checkpoint that makes it part of the database file, for
 the same 10,000 CometD events touching 1,000 of those accounts (spread over the whole history).
 Each size is measured on fresh, flushed copies, three batches each; the median is reported,
-and the ratio large/small (target: at most 1.5).
+and the ratio large/small (target: at most 1.5). After each fold it also times the invariants
+the run checks over what it wrote (``ingest.check_written``) and the same rules over the
+whole history, which every run checked until they were scoped.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from sf_sync import synth, warehouse
+from sf_sync import invariants, synth, warehouse
 from sf_sync.config import load_settings
 from sf_sync.decode import RAW_SCHEMA
-from sf_sync.ingest import store_batch
+from sf_sync.ingest import check_written, store_batch
 from sf_sync.ranges import OffsetRange
 
 TOPIC = "salesforce.cdc.Account"
@@ -119,8 +121,10 @@ def batch(seed: int, history_records: int) -> pa.Table:
     )
 
 
-def time_fold(base: Path, work: Path, raw: pa.Table) -> float:
-    """Seconds to store ``raw`` into a fresh copy of ``base``, its checkpoint included.
+def time_fold(base: Path, work: Path, raw: pa.Table) -> tuple[float, float, float]:
+    """Seconds to store ``raw`` into a fresh copy of ``base``, its checkpoint included; then
+    seconds to check the invariants over what it wrote (what the run does next) and over the
+    whole history (what every run did before, and the daily job does now).
 
     The copy is flushed to disk (``os.sync``) before the clock starts: otherwise the first
     fsync of the fold (at the checkpoint) also writes back the whole freshly copied file, and
@@ -137,7 +141,15 @@ def time_fold(base: Path, work: Path, raw: pa.Table) -> float:
         t0 = time.perf_counter()
         store_batch(con, settings, raw, [OffsetRange(TOPIC, 0, 0, raw.num_rows)], None)
         con.execute("CHECKPOINT")
-        return time.perf_counter() - t0
+        fold = time.perf_counter() - t0
+        (batch_time,) = con.execute("SELECT max(ingested_at) FROM ingested_ranges").fetchone()
+        clock: dict[str, float] = {}
+        found = check_written(con, [batch_time], clock)
+        assert all(count == 0 for count, _ in found.values()), found
+        t0 = time.perf_counter()
+        for rule in invariants.RUN_RULES.values():
+            invariants.violations(con, rule)
+        return fold, clock["checks"], time.perf_counter() - t0
 
 
 def main() -> None:
@@ -151,7 +163,8 @@ def main() -> None:
         help="folder to keep built histories in (base-<N>) and reuse them from: 10M takes minutes",
     )
     args = p.parse_args()
-    results = {}
+    results: dict[int, float] = {}
+    checks: dict[int, float] = {}
     with tempfile.TemporaryDirectory(prefix="sf-sync-growth-") as tmp:
         for size in (args.small, args.large):
             base = (args.keep or Path(tmp)) / f"base-{size}"
@@ -163,16 +176,24 @@ def main() -> None:
                 print(f"built a history of {size:,} versions in {time.perf_counter() - t0:.1f}s")
             records = max(1, size // 10)
             batches = [batch(seed, records) for seed in range(1, args.repeat + 1)]
-            times = [time_fold(base, Path(tmp) / "work", raw) for raw in batches]
+            measured = [time_fold(base, Path(tmp) / "work", raw) for raw in batches]
+            times = [fold for fold, _, _ in measured]
             results[size] = statistics.median(times)
+            checks[size] = statistics.median(run for _, run, _ in measured)
+            whole = statistics.median(whole for _, _, whole in measured)
             print(
                 f"  fold of 10,000 events: median {results[size]:.2f}s "
                 f"({', '.join(f'{t:.2f}' for t in times)})"
+            )
+            print(
+                f"  invariants over what the batch wrote: median {checks[size]:.2f}s;"
+                f" over the whole history: median {whole:.2f}s"
             )
             if args.keep is None:
                 shutil.rmtree(base)
     ratio = results[args.large] / results[args.small]
     print(f"ratio large/small: {ratio:.2f} (target <= 1.5: {'met' if ratio <= 1.5 else 'NOT met'})")
+    print(f"the run's own checks, ratio large/small: {checks[args.large] / checks[args.small]:.2f}")
 
 
 if __name__ == "__main__":
