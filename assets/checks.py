@@ -8,7 +8,7 @@ the UI, on the analysts' copy (no writer lock is taken or waited for).
 
 import dagster as dg
 
-from assets.history import CHANGE_EVENTS, RECORD_VERSIONS
+from assets.history import CHANGE_EVENTS, RECORD_VERSIONS, VIOLATION, check_result
 from sf_sync import invariants, warehouse
 from sf_sync.resources import SfSyncResource
 
@@ -19,17 +19,9 @@ def _check(sf_sync: SfSyncResource, rule: invariants.Rule, what: str) -> dg.Asse
         return dg.AssetCheckResult(passed=True, metadata={"note": "no history published yet"})
     con = warehouse.connect(path, read_only=True)
     try:
-        count, sample = invariants.violations(con, rule)
+        return check_result(*invariants.violations(con, rule), what)
     finally:
         con.close()
-    return dg.AssetCheckResult(
-        passed=count == 0,
-        description=f"{count} {what}" if count else None,
-        metadata={
-            "violations": count,
-            "sample": dg.MetadataValue.json([list(map(str, r)) for r in sample]),
-        },
-    )
 
 
 @dg.asset_check(
@@ -37,7 +29,7 @@ def _check(sf_sync: SfSyncResource, rule: invariants.Rule, what: str) -> dg.Asse
     description="No change in the whole history is stored twice or made into two versions.",
 )
 def no_duplicate_changes_in_history(sf_sync: SfSyncResource) -> dg.AssetCheckResult:
-    return _check(sf_sync, invariants.duplicate_changes, "duplicated changes")
+    return _check(sf_sync, invariants.duplicate_changes, VIOLATION["no_duplicate_changes"])
 
 
 @dg.asset_check(
@@ -45,7 +37,7 @@ def no_duplicate_changes_in_history(sf_sync: SfSyncResource) -> dg.AssetCheckRes
     description="Every record's versions tile time: no overlap, no hole, one open.",
 )
 def non_overlapping_versions_in_history(sf_sync: SfSyncResource) -> dg.AssetCheckResult:
-    return _check(sf_sync, invariants.validity_breaks, "broken validity intervals")
+    return _check(sf_sync, invariants.validity_breaks, VIOLATION["non_overlapping_versions"])
 
 
 CHECKS = [no_duplicate_changes_in_history, non_overlapping_versions_in_history]

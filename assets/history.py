@@ -101,24 +101,38 @@ RUN_CHECKS = [
 ]
 
 
+#: What a violation of each check is, for its result's description.
+VIOLATION = {
+    "no_duplicate_changes": "duplicated changes",
+    "contiguous_offset_ranges": "holes or overlaps in ingested ranges",
+    "non_overlapping_versions": "broken validity intervals",
+}
+
+
+def check_result(count: int, sample: list, what: str, **key: object) -> dg.AssetCheckResult:
+    """A check's result: how many rows broke its rule (``what``) and a sample of them."""
+    return dg.AssetCheckResult(
+        **key,
+        passed=count == 0,
+        description=f"{count} {what}" if count else None,
+        metadata={
+            "violations": count,
+            "sample": dg.MetadataValue.json([list(map(str, r)) for r in sample]),
+        },
+    )
+
+
 def check_results(report: IngestReport) -> list[dg.AssetCheckResult]:
-    """The run's checks, as Dagster results: a count of violations and a sample of them."""
-    results = []
-    for spec in RUN_CHECKS:
-        count, sample = report.checks[spec.name]
-        results.append(
-            dg.AssetCheckResult(
-                asset_key=spec.asset_key,
-                check_name=spec.name,
-                passed=count == 0,
-                description=f"{count} violations" if count else None,
-                metadata={
-                    "violations": count,
-                    "sample": dg.MetadataValue.json([list(map(str, r)) for r in sample]),
-                },
-            )
+    """The run's checks, over what it wrote, as Dagster results."""
+    return [
+        check_result(
+            *report.checks[spec.name],
+            VIOLATION[spec.name],
+            asset_key=spec.asset_key,
+            check_name=spec.name,
         )
-    return results
+        for spec in RUN_CHECKS
+    ]
 
 
 class IngestConfig(dg.Config):

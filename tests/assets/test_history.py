@@ -56,11 +56,19 @@ def test_a_run_reports_what_its_checks_found_in_what_it_wrote(project: Project) 
         second = job.execute_in_process(
             partition_key=today, instance=instance, raise_on_error=False
         )
+        # The daily job checks the whole published history (the failed run published).
+        daily = defs.resolve_job_def("history_checks_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
     assert not second.success  # a blocking check failed
     assert _evaluations(second) == {
         "no_duplicate_changes": True,
         "contiguous_offset_ranges": True,
         "non_overlapping_versions": False,
+    }
+    assert _evaluations(daily) == {
+        "no_duplicate_changes_in_history": True,
+        "non_overlapping_versions_in_history": False,
     }
 
 
