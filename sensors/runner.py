@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from sf_sync import warehouse
 from sf_sync.resources import SfSyncResource
 
 #: Console logs at INFO: a terminal wants the run's summary, not every step event.
@@ -37,7 +38,9 @@ def run_until_caught_up(
     """Ticks the sensor and executes every requested run; stops when a tick asks for none.
 
     Raises ``dagster.DagsterExecutionError`` (or the run's own error) when a run fails, so a
-    script or CI step fails loudly; nothing past the failing range is marked done.
+    script or CI step fails loudly; nothing past the failing range is marked done. Once
+    caught up, it publishes what the runs left unpublished (``publish_every_s``): a script
+    that ingests then queries sees everything it ingested.
     """
     from definitions import defs  # late: the code location imports this package
 
@@ -53,7 +56,7 @@ def run_until_caught_up(
         report.ticks += 1
         if isinstance(result, dg.SkipReason):
             report.skip_reason = result.skip_message
-            return report
+            break
         for request in result.run_requests or []:
             outcome = job.execute_in_process(
                 run_config={**request.run_config, **_QUIET},
@@ -65,5 +68,8 @@ def run_until_caught_up(
         cursor = result.cursor
         if not result.run_requests:
             report.skip_reason = result.skip_reason.skip_message if result.skip_reason else None
-            return report
+            break
+    home = resource.settings().home
+    if warehouse.publication_pending(home):
+        warehouse.publish(home)
     return report

@@ -68,6 +68,9 @@ class Settings:
     read_stall_timeout_s: float = 30.0
     batch_messages: int = 50_000
     duckdb_memory_limit: str = "500MB"
+    #: The analysts' copy is refreshed at most this often (0: after every run). Each refresh
+    #: copies the whole warehouse, so a large history wants minutes here.
+    publish_every_s: float = 0.0
     config_path: Path | None = None
     # Raw sections other parts read for themselves (the dev org builds its schema from these).
     objects_config: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +87,7 @@ class Settings:
 
     @property
     def history_path(self) -> Path:
-        """The analysts' copy of the warehouse, republished after each run, never locked."""
+        """The analysts' copy of the warehouse, republished after runs, never locked."""
         return self.home / "history.duckdb"
 
     @property
@@ -165,6 +168,7 @@ def parse_settings(
         read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
         batch_messages=int(kafka.get("batch_messages", 50_000)),
         duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "500MB")),
+        publish_every_s=float((raw.get("duckdb") or {}).get("publish_every_s", 0)),
         config_path=config_path,
         objects_config={k: (v or {}) for k, v in objects_raw.items()},
         devorg_config=dict(raw.get("devorg") or {}),

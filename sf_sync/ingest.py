@@ -118,7 +118,10 @@ def ingest_ranges(
     stats: Counter[str] = Counter()
     batch_times: list[datetime] = []  # when each batch was committed: what the run wrote
     with warehouse.writer(
-        settings.home, publish=True, memory_limit=settings.duckdb_memory_limit
+        settings.home,
+        publish=True,
+        publish_every_s=settings.publish_every_s,
+        memory_limit=settings.duckdb_memory_limit,
     ) as con:
         if lost:
             stats["gaps"] += record_retention_losses(con, settings, lost, datetime.now(UTC))
