@@ -519,8 +519,9 @@ def publication_pending(home: Path) -> bool:
 def publication_due(home: Path, every_s: float) -> bool:
     """Pending, and the last copy is at least ``every_s`` old (or there is none).
 
-    Publishing copies the whole file: at ten million versions ~4.6 s, four times the fold of a
-    10,000-event batch. ``every_s`` bounds how much of the writer's time that takes.
+    Publishing copies the whole file: at ten million versions (1.7 GB) 0.9 s from the page
+    cache, 4.6 s from disk, against 1.2 s to fold a 10,000-event batch. ``every_s`` bounds how
+    much of the writer's time that takes.
     """
     if not publication_pending(home):
         return False

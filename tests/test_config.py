@@ -56,3 +56,9 @@ def test_duckdb_memory_limit_is_configurable() -> None:
     assert parse_settings(MINIMAL, environ={}).duckdb_memory_limit == "500MB"
     custom = parse_settings(MINIMAL + "duckdb: {memory_limit: 2GB}\n", environ={})
     assert custom.duckdb_memory_limit == "2GB"
+
+
+def test_publication_interval_defaults_to_every_run() -> None:
+    assert parse_settings(MINIMAL, environ={}).publish_every_s == 0
+    custom = parse_settings(MINIMAL + "duckdb: {publish_every_s: 300}\n", environ={})
+    assert custom.publish_every_s == 300
