@@ -3,8 +3,8 @@
 A run refreshes ``history.duckdb`` only when the last refresh is at least ``publish_every_s``
 old (each refresh copies the whole warehouse). When the stream goes quiet, no further run
 comes to refresh it; this sensor asks for a small run that does, so the copy lags the
-warehouse by at most that interval (plus a tick). With ``publish_every_s: 0`` every run
-publishes and the sensor never finds anything to do.
+warehouse by at most that interval (plus a tick, or the run in progress). With
+``publish_every_s: 0`` every run publishes and the sensor has nothing to do.
 """
 
 import dagster as dg
@@ -36,6 +36,10 @@ def publish_history_sensor(
     context: dg.SensorEvaluationContext, sf_sync: SfSyncResource
 ) -> dg.RunRequest | dg.SkipReason:
     settings = sf_sync.settings()
+    if settings.publish_every_s <= 0:
+        return dg.SkipReason("every run publishes (duckdb.publish_every_s is 0)")
     if not warehouse.publication_due(settings.home, settings.publish_every_s):
         return dg.SkipReason("the analysts' copy is up to date or younger than publish_every_s")
+    if warehouse.writer_active(settings.home):  # else a run per tick while ingestion writes
+        return dg.SkipReason("a writer is running; it publishes when due")
     return dg.RunRequest()

@@ -529,6 +529,21 @@ def publication_due(home: Path, every_s: float) -> bool:
     return every_s <= 0 or published is None or time.time() - published["at"] >= every_s
 
 
+def writer_active(home: Path) -> bool:
+    """Whether a writer holds the lock now (it will publish when due, if it finishes)."""
+    try:
+        lock = open(home / "warehouse.lock")  # noqa: SIM115 - closed below, whatever happens
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        return False
+
+
 def publish(home: Path, *, timeout_s: float = 600.0) -> bool:
     """Publishes what runs left unpublished (``publish_every_s``), under the writers' lock;
     returns whether it copied."""

@@ -100,6 +100,10 @@ def test_the_sensor_asks_for_a_publication_run_when_one_is_due(
     _write(home, 2, every_s=0.5)
     assert isinstance(tick(), dg.SkipReason)  # pending, but the copy is younger than 0.5 s
     time.sleep(0.6)
+    with warehouse.writer(home):  # a run in progress publishes when it ends, if due
+        assert warehouse.writer_active(home)
+        assert isinstance(tick(), dg.SkipReason)
+    assert not warehouse.writer_active(home)
     request = tick()
     assert isinstance(request, dg.RunRequest)
     with dg.instance_for_test() as instance:
