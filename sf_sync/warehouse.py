@@ -511,8 +511,11 @@ def _published(home: Path) -> dict | None:
 
 def publication_pending(home: Path) -> bool:
     """Whether the warehouse holds commits the analysts' copy lacks (it changed since)."""
+    return _pending(home, _published(home))
+
+
+def _pending(home: Path, published: dict | None) -> bool:
     state = _file_state(home / "warehouse.duckdb")
-    published = _published(home)
     return state is not None and (published is None or published.get("made_from") != state)
 
 
@@ -523,25 +526,21 @@ def publication_due(home: Path, every_s: float) -> bool:
     cache, 4.6 s from disk, against 1.2 s to fold a 10,000-event batch. ``every_s`` bounds how
     much of the writer's time that takes.
     """
-    if not publication_pending(home):
-        return False
     published = _published(home)
+    if not _pending(home, published):
+        return False
     return every_s <= 0 or published is None or time.time() - published["at"] >= every_s
 
 
 def writer_active(home: Path) -> bool:
     """Whether a writer holds the lock now (it will publish when due, if it finishes)."""
+    if not (home / "warehouse.lock").exists():
+        return False
     try:
-        lock = open(home / "warehouse.lock")  # noqa: SIM115 - closed below, whatever happens
-    except FileNotFoundError:
-        return False
-    with lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-        return False
+        with _exclusive(home, timeout_s=0):
+            return False
+    except WarehouseBusy:
+        return True
 
 
 def publish(home: Path, *, timeout_s: float = 600.0) -> bool:
