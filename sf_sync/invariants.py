@@ -35,9 +35,9 @@ class Written:
         written = cls(tuple(sorted(set(batches))))
         if not written.batches:
             return written
-        lo, hi = con.execute(
+        ((lo, hi),) = con.execute(  # fetchall: leaves no result open on the writer
             f"SELECT min(commit_timestamp), max(commit_timestamp) FROM {written.changes}"
-        ).fetchone()
+        ).fetchall()
         return cls(written.batches, lo, hi)
 
     @property
@@ -198,6 +198,6 @@ def violations(
 ) -> tuple[int, list]:
     """How many rows break the rule (over ``written`` only, if given), and the first ``limit``."""
     query = rule(con, written) if callable(rule) else rule
-    (count,) = con.execute(f"SELECT count(*) FROM ({query})").fetchone()
+    ((count,),) = con.execute(f"SELECT count(*) FROM ({query})").fetchall()
     sample = con.execute(f"SELECT * FROM ({query}) LIMIT {int(limit)}").fetchall() if count else []
     return count, sample

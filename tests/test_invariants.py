@@ -185,3 +185,16 @@ def test_a_run_that_wrote_nothing_has_nothing_to_break(con) -> None:
     nothing = invariants.Written.of(con, [])
     for rule in invariants.RUN_RULES.values():
         assert invariants.violations(con, rule, written=nothing) == (0, [])
+
+
+def test_checking_leaves_no_result_open_on_the_connection(tmp_path: Path) -> None:
+    """The run checks on the writer's connection; DuckDB refuses a relation (``con.sql``)
+    while a result of ``execute`` is unfinished, so the checks must fetch theirs whole."""
+    events = synth.generate(seed=6, records=3, events=12)
+    written = _deliver(tmp_path, [v for _, v in synth.messages(events)], 0)
+    con = warehouse.connect(tmp_path / "warehouse.duckdb")
+    written = invariants.Written.of(con, list(written.batches))
+    assert con.sql("SELECT count(*) FROM change_events").fetchall() == [(12,)]
+    for rule in invariants.RUN_RULES.values():
+        invariants.violations(con, rule, written=written)
+        assert con.sql("SELECT count(*) FROM change_events").fetchall() == [(12,)]
