@@ -66,6 +66,7 @@ def child_baseline(bootstrap: str, topic: str, expected: int) -> dict:
     )
     c.assign([TopicPartition(topic, p, 0) for p in range(3)])
     seen = size = 0
+    cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
     t0 = time.perf_counter()
     while seen < expected:
         for m in c.consume(num_messages=10_000, timeout=1.0):
@@ -73,11 +74,13 @@ def child_baseline(bootstrap: str, topic: str, expected: int) -> dict:
                 seen += 1
                 size += len(m.value())
     elapsed = time.perf_counter() - t0
+    cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
     c.close()
     return {
         "messages": seen,
         "seconds": elapsed,
         "rate": seen / elapsed,
+        "cpu_seconds": cpu,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
