@@ -102,8 +102,8 @@ def _fold_object(con: duckdb.DuckDBPyConnection, source: str, obj: str) -> FoldS
         "CREATE OR REPLACE TEMP TABLE fold_late AS SELECT a.* FROM fold_affected a"
         " JOIN fold_open o USING (record_id) WHERE o.ord > a.min_ord"
     )
-    (records,) = con.execute("SELECT count(*) FROM fold_affected").fetchone()
-    (late,) = con.execute("SELECT count(*) FROM fold_late").fetchone()
+    ((records,),) = con.execute("SELECT count(*) FROM fold_affected").fetchall()
+    ((late,),) = con.execute("SELECT count(*) FROM fold_late").fetchall()
     if late:
         _prepare_late(con, key, closed_t, fields)
     else:
@@ -128,7 +128,7 @@ def _prepare_late(
     is its change applied, so each field the change set (``changed_fields``) holds the value
     it set. (Until the columnar fold they were kept apart, in a ``change_values`` table.)
     """
-    (min_late_ts,) = con.execute("SELECT min(min_ord.ts) FROM fold_late").fetchone()
+    ((min_late_ts,),) = con.execute("SELECT min(min_ord.ts) FROM fold_late").fetchall()
     params = {**key, "ts": min_late_ts}
     # Views (as in the usual path) cannot take parameters: the same values as literals.
     source, obj = literal(key["source"]), literal(key["object"])

@@ -293,7 +293,7 @@ def record_retention_losses(
             " event_key VARCHAR, topic VARCHAR, kafka_partition INTEGER, kafka_offset BIGINT)"
         )
         con.executemany("INSERT INTO lost_ranges VALUES (?, ?, ?, ?, ?, ?)", rows)
-        (new,) = con.execute(
+        ((new,),) = con.execute(
             """
             INSERT INTO gaps
             SELECT l.gap_key, l.source, '*', NULL, 'RETENTION_LOSS', []::VARCHAR[], $now, NULL,
@@ -301,7 +301,7 @@ def record_retention_losses(
             FROM lost_ranges l ANTI JOIN gaps g USING (gap_key)
             """,
             {"now": now},
-        ).fetchone()
+        ).fetchall()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -548,7 +548,7 @@ def _insert_batch(
         """,
         {"now": now},
     )
-    (dead,) = con.execute("SELECT count(*) FROM batch_errors").fetchone()
+    ((dead,),) = con.execute("SELECT count(*) FROM batch_errors").fetchall()
     con.execute(
         """
         INSERT INTO gaps
@@ -562,9 +562,9 @@ def _insert_batch(
         """,
         {"now": now},
     )
-    (gaps,) = con.execute(
+    ((gaps,),) = con.execute(
         "SELECT count(DISTINCT event_key || coalesce(record_id, '*') || gap_type) FROM batch_gaps"
-    ).fetchone()
+    ).fetchall()
     new = _new_changes(con, changes, now)
     con.register("new_changes", new)
     con.execute("INSERT INTO change_events BY NAME SELECT * EXCLUDE (ev, row) FROM new_changes")
@@ -586,9 +586,9 @@ def _new_changes(con: duckdb.DuckDBPyConnection, changes: pa.Table, now: datetim
     themselves are taken from the Arrow table (copying them into a temp table cost more than
     the deduplication itself).
     """
-    lo, hi = con.execute(
+    ((lo, hi),) = con.execute(
         "SELECT min(commit_timestamp), max(commit_timestamp) FROM batch_changes"
-    ).fetchone()
+    ).fetchall()
     rows = con.execute(
         """
         SELECT u.row FROM (

@@ -291,12 +291,12 @@ def version_tables(
     """The (open, closed) tables of one object, created or widened to hold ``fields``."""
     if not (_IDENT.match(source) and _IDENT.match(obj)):
         raise ValueError(f"unsafe source or object name {source!r}/{obj!r}")
-    found = con.execute(
+    found = con.execute(  # fetchall, as everywhere on the writer: leaves no result open
         "SELECT open_table, closed_table FROM version_tables WHERE source = ? AND object = ?",
         [source, obj],
-    ).fetchone()
+    ).fetchall()
     if found:
-        open_t, closed_t = found
+        ((open_t, closed_t),) = found
     else:
         open_t = f"sv_{source}_{obj}_open".lower()
         closed_t = f"sv_{source}_{obj}_closed".lower()
