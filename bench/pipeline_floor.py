@@ -17,7 +17,8 @@ machine state:
 3. the store of that batch into a warehouse already holding ``--batches - 1`` batches, and the
    run's checks over it;
 4. the batch's versions written again, once as a DuckDB table and once as a Parquet file
-   through pyarrow: what appending the same rows costs in each.
+   through pyarrow: what appending the same rows costs in each; and the values its events set,
+   (event, field, value) rows, as a DuckDB table: what sparse versions would append instead.
 
 It then prints the sum of the current stages and the floor with a compiled decoder (the
 compiled parse in place of the decode, nothing for the glue a real decoder needs): if that
@@ -131,9 +132,9 @@ def compiled_parse(values: list[bytes], rounds: int) -> float | None:
     return seconds[len(seconds) // 2]
 
 
-def store_stages(events: int, batches: int) -> tuple[dict[str, float], list[bytes], int]:
+def store_stages(events: int, batches: int) -> tuple[dict[str, float], list[bytes], int, int]:
     """CPU of decoding and storing the last of ``batches`` synthetic batches; that batch's
-    messages and how many versions it made."""
+    messages, how many versions it made and how many values its events set."""
     tables = raw_batches(events, batches)
     last = tables[-1]
     cpu: dict[str, float] = {}
@@ -166,13 +167,20 @@ def store_stages(events: int, batches: int) -> tuple[dict[str, float], list[byte
                     con.execute("CHECKPOINT")
                 with measured(cpu, "versions as Parquet (pyarrow)"):
                     pq.write_table(versions, home / "versions.parquet", compression="zstd")
+                # What sparse versions (option (c)) would append instead: the values each
+                # event set, (event, field, value) rows, without any record key (a bound).
+                with measured(cpu, "set values as a DuckDB table"):
+                    con.register("batch_set_values", decoded.tables["batch_fields"])
+                    con.execute("CREATE TABLE floor_values AS SELECT * FROM batch_set_values")
+                    con.execute("CHECKPOINT")
+                set_values = decoded.tables["batch_fields"].num_rows
     finally:
         undo()
     values = last["value"].to_pylist()
     with measured(cpu, "JSON parse (pyarrow)"):
         pj.read_json(pa.py_buffer(b"\n".join(values)))
     scale = PER / events
-    return {k: v * scale for k, v in cpu.items()}, values, versions.num_rows
+    return {k: v * scale for k, v in cpu.items()}, values, versions.num_rows, set_values
 
 
 def main() -> None:
@@ -190,7 +198,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
 
     raw = consume(args.bootstrap, args.topic, args.events, broker_pid)
-    stages, values, versions = store_stages(args.batch, args.batches)
+    stages, values, versions, set_values = store_stages(args.batch, args.batches)
     compiled = compiled_parse(values, args.rounds)
     wall = PER / (TARGET_SHARE * raw["rate"])  # seconds per PER events at the target
     budget = cores * wall
@@ -209,7 +217,7 @@ def main() -> None:
     }
     for name, value in rows.items():
         print(f"  {name:<34} {value:6.2f}")
-    print(f"  (the batch's versions: {versions:,})")
+    print(f"  (the batch's versions: {versions:,}; values its events set: {set_values:,})")
     fixed = raw["consume"] + raw["broker"] + stages["store (current)"] + stages["run checks"]
     current = fixed + stages["decode + lake (current)"]
     print(f"current stages: {current:.2f} core-s = {current / budget:.1f}x the budget")
