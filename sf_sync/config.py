@@ -100,7 +100,8 @@ class Settings:
         return [s.topic for s in self.streams]
 
 
-def _default_config_text() -> str:
+def packaged_config_text() -> str:
+    """The packaged ``default-config.yaml``: what runs when no configuration file is given."""
     return resources.files("sf_sync").joinpath("default-config.yaml").read_text()
 
 
@@ -181,7 +182,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if candidate is None and Path("sf-sync.yaml").exists():
         candidate = "sf-sync.yaml"
     if candidate is None:
-        return parse_settings(_default_config_text())
+        return parse_settings(packaged_config_text())
     p = Path(candidate).resolve()
     if not p.exists():
         raise ConfigError(f"configuration file {p} does not exist")

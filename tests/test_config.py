@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sf_sync.config import ConfigError, load_settings, parse_settings
+from sf_sync.config import ConfigError, load_settings, packaged_config_text, parse_settings
 
 MINIMAL = """
 objects: {Account: {}}
@@ -62,3 +62,22 @@ def test_publication_interval_defaults_to_every_run() -> None:
     assert parse_settings(MINIMAL, environ={}).publish_every_s == 0
     custom = parse_settings(MINIMAL + "duckdb: {publish_every_s: 300}\n", environ={})
     assert custom.publish_every_s == 300
+
+
+def test_the_packaged_file_states_the_defaults_of_the_code() -> None:
+    """A setting left out of a configuration file takes the code's default; the packaged file
+    (what a user without a file of their own runs with) must say the same values."""
+    packaged = parse_settings(packaged_config_text(), environ={})
+    minimal = parse_settings(MINIMAL, environ={})
+    for name in (
+        "bootstrap",
+        "group_id",
+        "max_range_messages",
+        "batch_messages",
+        "max_message_bytes",
+        "lookback_days",
+        "read_stall_timeout_s",
+        "duckdb_memory_limit",
+        "publish_every_s",
+    ):
+        assert getattr(packaged, name) == getattr(minimal, name), name
