@@ -100,6 +100,11 @@ class Settings:
         return [s.topic for s in self.streams]
 
 
+def _default(name: str) -> Any:
+    """``Settings``' default for ``name``: a setting a file leaves out takes it."""
+    return Settings.__dataclass_fields__[name].default
+
+
 def packaged_config_text() -> str:
     """The packaged ``default-config.yaml``: what runs when no configuration file is given."""
     return resources.files("sf_sync").joinpath("default-config.yaml").read_text()
@@ -138,6 +143,7 @@ def parse_settings(
     env = os.environ if environ is None else environ
     raw = yaml.safe_load(text) or {}
     kafka = raw.get("kafka") or {}
+    duckdb = raw.get("duckdb") or {}
     objects_raw = raw.get("objects") or {}
     objects = tuple(objects_raw)
     if not objects:
@@ -163,13 +169,15 @@ def parse_settings(
         streams=streams,
         objects=objects,
         field_types=field_types,
-        max_range_messages=int(kafka.get("max_range_messages", 250_000)),
-        max_message_bytes=int(kafka.get("max_message_bytes", 1_048_576)),
-        lookback_days=int(kafka.get("lookback_days", 7)),
-        read_stall_timeout_s=float(kafka.get("read_stall_timeout_s", 30.0)),
-        batch_messages=int(kafka.get("batch_messages", 50_000)),
-        duckdb_memory_limit=str((raw.get("duckdb") or {}).get("memory_limit", "500MB")),
-        publish_every_s=float((raw.get("duckdb") or {}).get("publish_every_s", 0)),
+        max_range_messages=int(kafka.get("max_range_messages", _default("max_range_messages"))),
+        max_message_bytes=int(kafka.get("max_message_bytes", _default("max_message_bytes"))),
+        lookback_days=int(kafka.get("lookback_days", _default("lookback_days"))),
+        read_stall_timeout_s=float(
+            kafka.get("read_stall_timeout_s", _default("read_stall_timeout_s"))
+        ),
+        batch_messages=int(kafka.get("batch_messages", _default("batch_messages"))),
+        duckdb_memory_limit=str(duckdb.get("memory_limit", _default("duckdb_memory_limit"))),
+        publish_every_s=float(duckdb.get("publish_every_s", _default("publish_every_s"))),
         config_path=config_path,
         objects_config={k: (v or {}) for k, v in objects_raw.items()},
         devorg_config=dict(raw.get("devorg") or {}),

@@ -35,7 +35,7 @@ class Written:
         written = cls(tuple(sorted(set(batches))))
         if not written.batches:
             return written
-        ((lo, hi),) = con.execute(  # fetchall: leaves no result open on the writer
+        ((lo, hi),) = con.execute(  # fetchall: see ``warehouse.writer``
             f"SELECT min(commit_timestamp), max(commit_timestamp) FROM {written.changes}"
         ).fetchall()
         return cls(written.batches, lo, hi)

@@ -186,6 +186,10 @@ def writer(
     on exit, which releases DuckDB's own file lock for the next writer. With ``publish``
     the analysts' copy is refreshed after a clean exit, still under the lock, unless it was
     refreshed less than ``publish_every_s`` ago (``publication_due``).
+
+    Code on this connection reads single rows with ``fetchall()``, never ``fetchone()``: the
+    latter leaves the result unfinished, and DuckDB then refuses relations (``con.sql``) and
+    registrations on the connection until it is.
     """
     with _exclusive(home, timeout_s):
         con = connect(home / "warehouse.duckdb")
@@ -291,7 +295,7 @@ def version_tables(
     """The (open, closed) tables of one object, created or widened to hold ``fields``."""
     if not (_IDENT.match(source) and _IDENT.match(obj)):
         raise ValueError(f"unsafe source or object name {source!r}/{obj!r}")
-    found = con.execute(  # fetchall, as everywhere on the writer: leaves no result open
+    found = con.execute(  # fetchall: see ``writer``
         "SELECT open_table, closed_table FROM version_tables WHERE source = ? AND object = ?",
         [source, obj],
     ).fetchall()
