@@ -11,22 +11,26 @@ machine state:
 
 1. the raw consume of ``--events`` messages of the topic (the baseline of
    ``ingest_throughput.py``, in a child process) and what the broker spent serving it;
-2. the current decode of a synthetic batch (same generator as the topic's), its lake files
-   (timed apart), the JSON parse of pyarrow alone, and a compiled parser of the same batch
-   (``bench/compiled_parse``, Rust and simd-json, built here with cargo when cargo exists);
-3. the store of that batch into a warehouse already holding ``--batches - 1`` batches, and the
-   run's checks over it; and the same store into a second warehouse with the fold swapped for
-   what sparse versions (option (c)) would write instead: the values each change set, keyed by
-   record and event;
+2. today's decode of a synthetic batch (same generator as the topic's) with its lake files
+   (those also apart, "of which"), pyarrow's JSON parse alone, and a compiled parser of the
+   same batch (``bench/compiled_parse``, Rust and simd-json, built here with cargo when cargo
+   exists);
+3. today's store of that batch and the run's checks over it, into a warehouse already holding
+   the ``--batches - 1`` batches before it (by default ten batches of the run's size, so the
+   last lands where a 1M-event run spends its middle); the same store into a second warehouse
+   with the fold swapped for what sparse versions (option (c)) would write instead, the values
+   each change set, keyed by record and event; and each warehouse's closing checkpoint after
+   the last batch, amortized over all of them (every run ends with one);
 4. the batch's versions written again, once as a DuckDB table and once as a Parquet file
-   through pyarrow: what appending the same rows costs in each; and the values its events set,
-   (event, field, value) rows, as a DuckDB table.
+   through pyarrow, and the values its events set as a DuckDB table: what appending the same
+   rows costs in each.
 
 It then prints, for today's store and the sparse one, the writer's share of the wall-clock
-budget and the sum of the stages with today's decoder and with a compiled one (the compiled
-parse and the lake files in place of the decode, nothing for the glue a real decoder needs):
-a sum over the budget is a design that cannot reach the target. Needs the broker
-(``sf-sync kafka start``) and a topic of at least ``--events`` messages.
+budget (store, checks and closing run one batch at a time) and the sum of the stages with
+today's decoder and with a compiled one (the compiled parse and the lake files in place of
+the decode, nothing for the glue a real decoder needs): a sum over the budget is a design
+that cannot reach the target. Needs the broker (``sf-sync kafka start``) and a topic of at
+least ``--events`` messages.
 """
 
 from __future__ import annotations
@@ -40,9 +44,9 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,7 +70,32 @@ from sf_sync.ranges import OffsetRange  # noqa: E402
 CRATE = ROOT / "bench" / "compiled_parse"
 TARGET_SHARE = 0.35
 PER = 100_000  # figures are per this many events
-SPARSE = "store, sparse versions (c)"
+
+# The stages, as printed.
+CONSUME = "consume (confluent-kafka loop)"
+BROKER = "broker serving the reads"
+DECODE = "decode + lake files (today)"
+LAKE = "  of which lake files"
+STORE = "store (today)"
+CLOSE = "closing checkpoint (today), amortized"
+CHECKS = "run checks"
+SPARSE_STORE = "store, sparse versions (c)"
+SPARSE_CLOSE = "closing checkpoint (sparse), amortized"
+VERSIONS_TABLE = "batch's versions as a DuckDB table"
+VERSIONS_PARQUET = "batch's versions as Parquet (pyarrow)"
+SET_VALUES_TABLE = "values set, as a DuckDB table"
+JSON_PARSE = "JSON parse (pyarrow)"
+COMPILED = "compiled parse (Rust, simd-json)"
+
+
+@dataclass
+class Measured:
+    """CPU per ``PER`` events of each stage, and the measured batch."""
+
+    cpu: dict[str, float]
+    values: list[bytes]  # the last batch's messages
+    versions: int  # the versions it made
+    set_values: int  # the values its events set
 
 
 def cpu_seconds() -> float:
@@ -83,6 +112,8 @@ def process_cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def measured(into: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the CPU the block used to ``into[name]``; the bench runs one stage at a time, so
+    the process's CPU is that stage's."""
     start = cpu_seconds()
     yield
     into[name] = into.get(name, 0.0) + cpu_seconds() - start
@@ -113,33 +144,35 @@ def folding_sparse() -> Iterator[None]:
         ingest.fold_new_changes = original  # type: ignore[assignment]
 
 
-def timing_lake_writes(into: dict[str, float]) -> Callable[[], None]:
-    """Counts the CPU of ``lake.write_ranges`` (called inside ``decode_apart``) apart; returns
-    the undo. The function itself runs unchanged."""
+@contextmanager
+def timing_lake_writes(into: dict[str, float]) -> Iterator[None]:
+    """Counts the CPU of ``lake.write_ranges`` (called inside ``decode_apart``, so part of
+    its figure too) under ``LAKE``. The function itself runs unchanged."""
     original = lake.write_ranges
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        with measured(into, "lake files"):
+        with measured(into, LAKE):
             return original(*args, **kwargs)
 
     lake.write_ranges = counted  # type: ignore[assignment]
-    return lambda: setattr(lake, "write_ranges", original)
+    try:
+        yield
+    finally:
+        lake.write_ranges = original  # type: ignore[assignment]
 
 
-def consume(bootstrap: str, topic: str, events: int, broker_pid: int | None) -> dict[str, float]:
-    broker_before = process_cpu_seconds(broker_pid) if broker_pid else 0.0
+def consume(bootstrap: str, topic: str, events: int, broker_pid: int) -> tuple[float, dict]:
+    """The raw consume rate, and the CPU of the consumer and of the broker per ``PER``."""
+    broker_before = process_cpu_seconds(broker_pid)
     base = run_child("--child", "baseline", bootstrap, topic, str(events))
-    broker = process_cpu_seconds(broker_pid) - broker_before if broker_pid else float("nan")
+    broker = process_cpu_seconds(broker_pid) - broker_before
     scale = PER / base["messages"]
-    return {
-        "rate": base["rate"],
-        "consume": base["cpu_seconds"] * scale,
-        "broker": broker * scale,
-    }
+    return base["rate"], {CONSUME: base["cpu_seconds"] * scale, BROKER: broker * scale}
 
 
 def compiled_parse(values: list[bytes], rounds: int) -> float | None:
-    """Median seconds of the compiled parser over the batch (one thread: CPU = wall)."""
+    """CPU of the compiled parser per ``PER`` events: the median of its rounds over the batch
+    (one thread, so its wall time is its CPU)."""
     cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
     if not Path(cargo).exists():
         return None
@@ -158,117 +191,143 @@ def compiled_parse(values: list[bytes], rounds: int) -> float | None:
             text=True,
         )
     result = json.loads(out.stdout)
-    assert result["parsed"] == len(values), result
+    if result["parsed"] != len(values):
+        raise RuntimeError(f"the compiled parser refused messages: {result}")
     seconds = sorted(result["seconds"])
-    return seconds[len(seconds) // 2]
+    return seconds[len(seconds) // 2] * PER / len(values)
 
 
-def store_stages(events: int, batches: int) -> tuple[dict[str, float], list[bytes], int, int]:
-    """CPU of decoding and storing the last of ``batches`` synthetic batches; that batch's
-    messages, how many versions it made and how many values its events set."""
+def store_stages(events: int, batches: int) -> Measured:
+    """Decodes and stores ``batches`` synthetic batches of ``events`` into two warehouses,
+    today's and the sparse one; measures the last batch's stages and, amortized over all of
+    them, each warehouse's closing checkpoint (a run's ends with one)."""
     tables = raw_batches(events, batches)
-    last = tables[-1]
-    cpu: dict[str, float] = {}
-    undo = timing_lake_writes(cpu)
-    try:
-        with tempfile.TemporaryDirectory(prefix="sf-sync-floor-") as tmp:
-            home, sparse_home = Path(tmp) / "today", Path(tmp) / "sparse"
-            settings = replace(load_settings(), home=home)
-            limit = settings.duckdb_memory_limit
-            with (
-                warehouse.writer(home, memory_limit=limit) as con,
-                warehouse.writer(sparse_home, memory_limit=limit) as sparse,
-            ):
-                for i, raw in enumerate(tables):
-                    cpu.clear()
-                    r = OffsetRange(TOPIC, 0, i * events, i * events + raw.num_rows)
-                    decoder = warehouse.cursor(con)
-                    with measured(cpu, "decode + lake (current)"):
-                        decoded = decode_apart(decoder, raw, settings, [r])
-                    decoder.close()
-                    now = datetime.now(UTC)
-                    with measured(cpu, "store (current)"):
-                        store_decoded(con, settings, decoded, [r], None, now=now)
-                    with measured(cpu, "run checks"):
-                        check_written(con, [now], {})
-                    with folding_sparse(), measured(cpu, SPARSE):
-                        store_decoded(sparse, settings, decoded, [r], None, now=now)
-                versions = con.sql(
-                    "SELECT * FROM account_versions WHERE valid_from >= ("
-                    " SELECT min(commit_timestamp) FROM change_events WHERE ingested_at = $now)",
-                    params={"now": now},
-                ).to_arrow_table()
-                with measured(cpu, "versions as a DuckDB table"):
-                    con.register("batch_versions", versions)
-                    con.execute("CREATE TABLE floor_versions AS SELECT * FROM batch_versions")
-                    con.execute("CHECKPOINT")
-                with measured(cpu, "versions as Parquet (pyarrow)"):
-                    pq.write_table(versions, home / "versions.parquet", compression="zstd")
-                # What sparse versions (option (c)) would append instead: the values each
-                # event set, (event, field, value) rows, without any record key (a bound).
-                with measured(cpu, "set values as a DuckDB table"):
-                    con.register("batch_set_values", decoded.tables["batch_fields"])
-                    con.execute("CREATE TABLE floor_values AS SELECT * FROM batch_set_values")
-                    con.execute("CHECKPOINT")
-                set_values = decoded.tables["batch_fields"].num_rows
-    finally:
-        undo()
-    values = last["value"].to_pylist()
-    with measured(cpu, "JSON parse (pyarrow)"):
+    last: dict[str, float] = {}  # the last batch's stages (each batch starts it again)
+    amortized: dict[str, float] = {}
+    with (
+        timing_lake_writes(last),
+        tempfile.TemporaryDirectory(prefix="sf-sync-floor-") as tmp,
+    ):
+        home, sparse_home = Path(tmp) / "today", Path(tmp) / "sparse"
+        settings = replace(load_settings(), home=home)
+        limit = settings.duckdb_memory_limit
+        with (
+            warehouse.writer(home, memory_limit=limit) as con,
+            warehouse.writer(sparse_home, memory_limit=limit) as sparse,
+        ):
+            for i, raw in enumerate(tables):
+                last.clear()
+                r = OffsetRange(TOPIC, 0, i * events, i * events + raw.num_rows)
+                decoder = warehouse.cursor(con)
+                with measured(last, DECODE):
+                    decoded = decode_apart(decoder, raw, settings, [r])
+                decoder.close()
+                now = datetime.now(UTC)
+                with measured(last, STORE):
+                    store_decoded(con, settings, decoded, [r], None, now=now)
+                with measured(last, CHECKS):
+                    check_written(con, [now], {})
+                with folding_sparse(), measured(last, SPARSE_STORE):
+                    store_decoded(sparse, settings, decoded, [r], None, now=now)
+            # What closing each writer would do; it also leaves nothing of the batches for
+            # the one-off writes below to flush.
+            with measured(amortized, CLOSE):
+                con.execute("CHECKPOINT")
+            with measured(amortized, SPARSE_CLOSE):
+                sparse.execute("CHECKPOINT")
+            versions = con.sql(
+                "SELECT * FROM account_versions WHERE valid_from >= ("
+                " SELECT min(commit_timestamp) FROM change_events WHERE ingested_at = $now)",
+                params={"now": now},
+            ).to_arrow_table()
+            with measured(last, VERSIONS_TABLE):
+                con.register("batch_versions", versions)
+                con.execute("CREATE TABLE floor_versions AS SELECT * FROM batch_versions")
+                con.execute("CHECKPOINT")
+            with measured(last, VERSIONS_PARQUET):
+                pq.write_table(versions, home / "versions.parquet", compression="zstd")
+            set_values = decoded.tables["batch_fields"]
+            with measured(last, SET_VALUES_TABLE):
+                con.register("batch_set_values", set_values)
+                con.execute("CREATE TABLE floor_values AS SELECT * FROM batch_set_values")
+                con.execute("CHECKPOINT")
+    values = tables[-1]["value"].to_pylist()
+    with measured(last, JSON_PARSE):
         pj.read_json(pa.py_buffer(b"\n".join(values)))
-    scale = PER / events
-    return {k: v * scale for k, v in cpu.items()}, values, versions.num_rows, set_values
+    cpu = {k: v * PER / events for k, v in last.items()}
+    cpu.update({k: v * PER / (events * batches) for k, v in amortized.items()})
+    return Measured(cpu, values, versions.num_rows, set_values.num_rows)
 
 
 def main() -> None:
+    settings = load_settings()
     p = argparse.ArgumentParser()
     p.add_argument("--topic", required=True, help="a topic of ingest_throughput.py (CometD)")
     p.add_argument("--events", type=int, default=1_000_000, help="messages consumed")
-    p.add_argument("--batch", type=int, default=100_000, help="events per synthetic batch")
-    p.add_argument("--batches", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=5, help="rounds of the compiled parser")
     p.add_argument(
-        "--bootstrap", default=os.environ.get("SF_SYNC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+        "--batch", type=int, default=settings.batch_messages, help="events per synthetic batch"
     )
+    p.add_argument(
+        "--batches", type=int, default=10, help="batches stored (the last one is measured)"
+    )
+    p.add_argument("--rounds", type=int, default=5, help="rounds of the compiled parser")
+    p.add_argument("--bootstrap", default=settings.bootstrap)
     args = p.parse_args()
-    broker_pid = processes.read_pid(BrokerPaths.for_state(load_settings().kafka_dir).pid_file)
+    broker_pid = processes.read_pid(BrokerPaths.for_state(settings.kafka_dir).pid_file)
+    if broker_pid is None:
+        raise SystemExit(f"no broker PID under {settings.kafka_dir}: sf-sync kafka start")
     cores = os.cpu_count() or 1
 
-    raw = consume(args.bootstrap, args.topic, args.events, broker_pid)
-    stages, values, versions, set_values = store_stages(args.batch, args.batches)
-    compiled = compiled_parse(values, args.rounds)
-    wall = PER / (TARGET_SHARE * raw["rate"])  # seconds per PER events at the target
+    rate, reading = consume(args.bootstrap, args.topic, args.events, broker_pid)
+    stages = store_stages(args.batch, args.batches)
+    compiled = compiled_parse(stages.values, args.rounds)
+    wall = PER / (TARGET_SHARE * rate)  # seconds per PER events at the target
     budget = cores * wall
 
-    print(f"raw consume: {raw['rate']:,.0f} msg/s on {cores} cores")
+    print(f"raw consume: {rate:,.0f} msg/s on {cores} cores")
     print(
         f"budget at {TARGET_SHARE:.0%} of it: {wall:.2f} s, so {budget:.2f} core-s,"
         f" per {PER:,} events"
     )
-    print(f"CPU per {PER:,} events (core-s):")
-    rows = {
-        "consume (confluent-kafka loop)": raw["consume"],
-        "broker serving the reads": raw["broker"],
-        **stages,
-        "compiled parse (Rust, simd-json)": compiled if compiled is not None else float("nan"),
-    }
-    for name, value in rows.items():
-        print(f"  {name:<34} {value:6.2f}")
-    print(f"  (the batch's versions: {versions:,}; values its events set: {set_values:,})")
-    reading = raw["consume"] + raw["broker"]
-    decoders = {"today's decoder": stages["decode + lake (current)"]}
+    print(
+        f"CPU per {PER:,} events (core-s), batches of {args.batch:,}, the last into"
+        f" {args.batch * (args.batches - 1):,} events:"
+    )
+    cpu = {**reading, **stages.cpu, COMPILED: compiled if compiled is not None else float("nan")}
+    for name in (
+        CONSUME,
+        BROKER,
+        DECODE,
+        LAKE,
+        STORE,
+        CLOSE,
+        CHECKS,
+        SPARSE_STORE,
+        SPARSE_CLOSE,
+        VERSIONS_TABLE,
+        VERSIONS_PARQUET,
+        SET_VALUES_TABLE,
+        JSON_PARSE,
+        COMPILED,
+    ):
+        print(f"  {name:<40} {cpu[name]:6.2f}")
+    print(f"  (the batch's versions: {stages.versions:,}; values set: {stages.set_values:,})")
+
+    decoders = {"today's decoder": cpu[DECODE]}
     if compiled is not None:  # the compiled parse in place of the decode, no glue counted
-        decoders["a compiled decoder"] = compiled + stages["lake files"]
-    stores = {"today's store": stages["store (current)"], "sparse versions": stages[SPARSE]}
+        decoders["a compiled decoder"] = compiled + cpu[LAKE]
     # The run's checks as today's for both stores: sparse versions would check other rules.
-    for store, store_cpu in stores.items():
-        writer = store_cpu + stages["run checks"]
+    writers = {
+        "today's store": cpu[STORE] + cpu[CLOSE] + cpu[CHECKS],
+        "sparse versions": cpu[SPARSE_STORE] + cpu[SPARSE_CLOSE] + cpu[CHECKS],
+    }
+    for store, writer in writers.items():
         print(
-            f"{store}, the writer (store + checks, one batch at a time): {writer:.2f} core-s"
-            f" = {writer / wall:.1f}x the wall-clock budget"
+            f"{store}, the writer (store, checks, closing; one batch at a time):"
+            f" {writer:.2f} core-s = {writer / wall:.1f}x the wall-clock budget"
         )
-        for decoder, decoder_cpu in decoders.items():
-            total = reading + decoder_cpu + writer
+        for decoder, decoding in decoders.items():
+            total = cpu[CONSUME] + cpu[BROKER] + decoding + writer
             print(f"{store} with {decoder}: {total:.2f} core-s = {total / budget:.1f}x the budget")
 
 
