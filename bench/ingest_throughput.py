@@ -32,6 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far, every thread."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
 def produce_topic(bootstrap: str, topic: str, events: int, seed: int) -> float:
     from sf_sync import synth
     from sf_sync.kafka.admin import ensure_topics
@@ -66,7 +72,7 @@ def child_baseline(bootstrap: str, topic: str, expected: int) -> dict:
     )
     c.assign([TopicPartition(topic, p, 0) for p in range(3)])
     seen = size = 0
-    cpu0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     while seen < expected:
         for m in c.consume(num_messages=10_000, timeout=1.0):
@@ -74,7 +80,7 @@ def child_baseline(bootstrap: str, topic: str, expected: int) -> dict:
                 seen += 1
                 size += len(m.value())
     elapsed = time.perf_counter() - t0
-    cpu = sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0
+    cpu = cpu_seconds() - cpu0
     c.close()
     return {
         "messages": seen,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import struct
 import subprocess
@@ -58,7 +57,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest_throughput import run_child  # noqa: E402
+from bench.ingest_throughput import cpu_seconds, run_child  # noqa: E402
 from bench.profile_store import TOPIC, raw_batches  # noqa: E402
 from sf_sync import ingest, lake, processes, warehouse  # noqa: E402
 from sf_sync.config import load_settings  # noqa: E402
@@ -96,12 +95,6 @@ class Measured:
     values: list[bytes]  # the last batch's messages
     versions: int  # the versions it made
     set_values: int  # the values its events set
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process, every thread."""
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    return used.ru_utime + used.ru_stime
 
 
 def process_cpu_seconds(pid: int) -> float:
